@@ -1,0 +1,49 @@
+# lmforge: every target creates or refreshes .venv with plain pip when needed, then runs.
+# Arguments for train.py go in ARGS, e.g. `make train ARGS="model=bert_small trainer.max_steps=2000"`.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lmforge-installed
+ARGS ?=
+
+# Training: two threads that sleep while waiting (fast alone, no collapse when a core is busy).
+TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+# Tests and benchmarks: one thread keeps small ops stable.
+TEST_ENV := OMP_NUM_THREADS=1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv train test test-all bench lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, dev tools)
+
+train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
+	$(TRAIN_ENV) $(PY) train.py $(ARGS)
+
+test: $(STAMP) ## run the test suite (without tests marked slow)
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all: $(STAMP) ## run every test, slow ones included
+	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+
+bench: $(STAMP) ## measure training speed choices side by side (bench/)
+	$(TEST_ENV) $(PY) bench/pretraining_speed.py $(ARGS)
+
+lint: $(STAMP) ## run the pre-commit hooks on every file
+	$(VENV)/bin/pre-commit run --all-files
+
+format: $(STAMP) ## format and fix the code with ruff
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+clean: ## delete caches, runs and the venv (data/ and logs/ keep their .gitkeep)
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	find data logs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

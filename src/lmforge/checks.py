@@ -1,0 +1,70 @@
+"""Checks across config groups, run after composition and before anything is read or built.
+
+Each component also validates its own settings when it is built (``BertConfig``, the DataModule,
+``OptimizerSettings``); what is checked here spans groups or concerns the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lmforge.errors import ConfigError
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_config(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], f"{missing[0]} has no value: give one, e.g. `{missing[0]}=...`")
+
+    seq_len, table = cfg.data.max_seq_len, cfg.model.max_seq_len
+    if seq_len > table:
+        raise ConfigError(
+            "data.max_seq_len",
+            f"data.max_seq_len={seq_len} exceeds the position table of the model "
+            f"(model.max_seq_len={table}): lower data.max_seq_len or raise model.max_seq_len",
+        )
+
+    trainer = cfg.trainer
+    if str(trainer.get("accelerator", "auto")) in GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.accelerator",
+            f"trainer.accelerator={trainer.accelerator} but this machine has no CUDA GPU: use trainer=cpu",
+        )
+    if trainer.get("max_steps", -1) in (None, -1) and trainer.get("max_epochs", -1) in (None, -1):
+        raise ConfigError(
+            "trainer.max_steps", "neither trainer.max_steps nor trainer.max_epochs is set: set one"
+        )
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError("ckpt_path", f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) path")
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, letting a target's ``ConfigError`` through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        config_error = find_config_error(error)
+        if config_error is None:
+            raise
+        raise config_error from None
+
+
+def find_config_error(error: BaseException) -> ConfigError | None:
+    """The ``ConfigError`` behind an exception (Hydra's instantiate wraps what a target raises)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

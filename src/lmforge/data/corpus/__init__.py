@@ -1,0 +1,7 @@
+"""Corpus sources, chosen with ``data=`` (``stdlib``, ``text_files``)."""
+
+from lmforge.data.corpus.base import Corpus, Document
+from lmforge.data.corpus.stdlib import StdlibCorpus
+from lmforge.data.corpus.text_files import TextFilesCorpus
+
+__all__ = ["Corpus", "Document", "StdlibCorpus", "TextFilesCorpus"]

@@ -1,0 +1,13 @@
+"""The error a user can fix by changing the configuration or the input files."""
+
+
+class ConfigError(ValueError):
+    """A bad setting or input, reported as one line that names the key and the fix.
+
+    ``key`` is the dotted config path at fault (``model.n_heads``), or ``None`` when the fault is
+    in an input file rather than a setting.
+    """
+
+    def __init__(self, key: str | None, message: str) -> None:
+        self.key = key
+        super().__init__(message)

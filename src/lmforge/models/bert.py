@@ -1,0 +1,121 @@
+"""BERT-style bidirectional encoder built from the shared block library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lmforge.errors import ConfigError
+from lmforge.models.attention import MultiHeadAttention, padding_mask
+from lmforge.models.block import NORM_POSITIONS, TransformerBlock
+from lmforge.models.config import TransformerConfig
+from lmforge.models.feedforward import ACTIVATIONS, FeedForward
+from lmforge.models.positions import POSITIONS, build_positions
+
+
+@dataclass
+class BertConfig(TransformerConfig):
+    """BERT shape: the published ladder lives in ``conf/model/bert_*.yaml``."""
+
+    type_vocab_size: int = 2
+    position: str = "learned"
+    norm_position: str = "post"
+    activation: str = "gelu"
+    pad_token_id: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        for key, choices in (
+            ("position", POSITIONS),
+            ("norm_position", NORM_POSITIONS),
+            ("activation", ACTIVATIONS),
+        ):
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(
+                    f"model.{key}", f"model.{key}={value!r} is not one of {', '.join(sorted(choices))}"
+                )
+        if self.type_vocab_size < 1:
+            raise ConfigError("model.type_vocab_size", "model.type_vocab_size must be at least 1")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(
+                "model.pad_token_id",
+                f"model.pad_token_id={self.pad_token_id} is outside the vocabulary (size {self.vocab_size})",
+            )
+
+
+class BertEmbeddings(nn.Module):
+    """Token + segment + position embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.segments = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.positions = build_positions(config.position, config.max_seq_len, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        segments = self.segments.weight[0] if token_type_ids is None else self.segments(token_type_ids)
+        x = self.tokens(input_ids) + self.positions(input_ids.shape[1]) + segments
+        return self.dropout(self.norm(x))
+
+
+class BertModel(nn.Module):
+    """Encoder returning one hidden state per token, shape (batch, seq, d_model)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                attention=MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout),
+                feed_forward=FeedForward(config.d_model, config.d_ff, config.activation),
+                attention_norm=nn.LayerNorm(config.d_model, eps=config.norm_eps),
+                feed_forward_norm=nn.LayerNorm(config.d_model, eps=config.norm_eps),
+                dropout=config.dropout,
+                norm_position=config.norm_position,
+            )
+            for _ in range(config.n_layers)
+        )
+        # Pre-LN leaves the residual stream unnormalised after the last block.
+        pre = config.norm_position == "pre"
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if pre else nn.Identity()
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.embeddings.tokens
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids)
+        bias = None if attention_mask is None else padding_mask(attention_mask, x.dtype)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.final_norm(x)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

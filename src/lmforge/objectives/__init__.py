@@ -1,0 +1,6 @@
+"""Pretraining objectives: the heads on top of a backbone and their losses."""
+
+from lmforge.objectives.mlm import IGNORE_INDEX, MaskedLMHead
+from lmforge.objectives.nsp import NextSentenceHead
+
+__all__ = ["IGNORE_INDEX", "MaskedLMHead", "NextSentenceHead"]

@@ -1,0 +1,120 @@
+"""BERT pretraining: masked-language modelling, optionally with next-sentence prediction."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MeanMetric
+
+from lmforge.errors import ConfigError
+from lmforge.models import build_backbone
+from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
+from lmforge.optim import OptimizerSettings, build_optimizer, lr_multiplier
+
+METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
+
+
+class BertPretraining(pl.LightningModule):
+    """Backbone + MLM head (+ NSP head), trained on batches from ``PretrainingDataModule``.
+
+    ``model`` is the ``model`` config (a ``_target_`` naming the backbone's config class), ``objective``
+    and ``optim`` are their config groups as plain dicts, so a checkpoint rebuilds the module alone.
+    The MLM head runs only on the masked positions: the vocabulary projection, the costliest matrix
+    product of a small model, shrinks to about 15 % of the tokens.
+    """
+
+    def __init__(self, model: dict[str, Any], objective: dict[str, Any], optim: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = instantiate(model)
+        self.backbone = build_backbone(self.config)
+        self.mlm_head = MaskedLMHead(
+            self.config.d_model, self.config.vocab_size, self.config.norm_eps, self.config.init_std
+        )
+        self.nsp = bool(objective.get("nsp", False))
+        self.nsp_weight = float(objective.get("nsp_weight", 1.0))
+        self.nsp_head = NextSentenceHead(self.config.d_model, self.config.init_std) if self.nsp else None
+        self.optim = OptimizerSettings(**optim)
+        names = METRICS if self.nsp else METRICS[:2]
+        self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in names})
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.backbone(input_ids, token_type_ids, attention_mask)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses and accuracies of one batch, with the counts they average over."""
+        hidden = self(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+        picked = batch["labels"] != IGNORE_INDEX
+        targets = batch["labels"][picked]
+        logits = self.mlm_head(hidden[picked], self.backbone.token_embedding.weight)
+        if targets.numel():
+            mlm_loss = F.cross_entropy(logits.float(), targets)
+            mlm_acc = (logits.argmax(-1) == targets).float().mean()
+        else:  # no masked token in the batch: zeros that still reach every head parameter
+            mlm_loss = mlm_acc = logits.sum() * 0.0
+        out = {
+            "mlm_loss": mlm_loss,
+            "mlm_acc": mlm_acc,
+            "mlm_count": torch.tensor(targets.numel(), device=hidden.device),
+            "loss": mlm_loss,
+        }
+        if self.nsp_head is not None:
+            nsp_logits = self.nsp_head(hidden)
+            labels = batch["next_sentence_label"]
+            out["nsp_loss"] = F.cross_entropy(nsp_logits.float(), labels)
+            out["nsp_acc"] = (nsp_logits.argmax(-1) == labels).float().mean()
+            out["loss"] = mlm_loss + self.nsp_weight * out["nsp_loss"]
+        return out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.losses(batch)
+        batch_size = batch["input_ids"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch_size)
+        logged = {f"train/{name}": out[name] for name in self.val_metrics}
+        logged["train/perplexity"] = torch.exp(out["mlm_loss"].detach())
+        self.log_dict(logged, batch_size=batch_size)
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out = self.losses(batch)
+        count = out["mlm_count"]
+        self.val_metrics["mlm_loss"].update(out["mlm_loss"], count)
+        self.val_metrics["mlm_acc"].update(out["mlm_acc"], count)
+        if self.nsp_head is not None:
+            batch_size = batch["input_ids"].shape[0]
+            self.val_metrics["nsp_loss"].update(out["nsp_loss"], batch_size)
+            self.val_metrics["nsp_acc"].update(out["nsp_acc"], batch_size)
+
+    def on_validation_epoch_end(self) -> None:
+        values = {name: metric.compute() for name, metric in self.val_metrics.items()}
+        for metric in self.val_metrics.values():
+            metric.reset()
+        values["loss"] = values["mlm_loss"] + self.nsp_weight * values.get("nsp_loss", 0.0)
+        values["perplexity"] = torch.exp(values["mlm_loss"])
+        shown = ("loss", "mlm_acc", "nsp_acc")
+        for name, value in values.items():
+            self.log(f"val/{name}", value, prog_bar=name in shown)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = build_optimizer(self, self.optim)
+        estimate = self.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+        if not math.isfinite(estimate) and self.optim.schedule != "constant":
+            raise ConfigError(
+                "trainer.max_steps",
+                "the learning-rate schedule needs a training length: set trainer.max_steps (or "
+                "trainer.max_epochs), or optim.schedule=constant",
+            )
+        total = max(1, int(estimate)) if math.isfinite(estimate) else 1
+        scheduler = LambdaLR(optimizer, lr_multiplier(self.optim, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

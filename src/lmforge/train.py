@@ -1,0 +1,95 @@
+"""Training entry point: ``python train.py [overrides]`` or ``python -m lmforge.train [overrides]``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from lmforge.checks import build, check_config, find_config_error
+from lmforge.optim import OptimizerSettings
+from lmforge.resolvers import register_resolvers
+from lmforge.tasks import BertPretraining
+
+log = logging.getLogger("lmforge.train")
+
+register_resolvers()
+
+# conf/ sits at the root of the checkout; an absolute path works for `python train.py` and `-m`.
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def instantiate_entries(group: DictConfig | None) -> list[Any]:
+    """Build every entry of a group such as ``callbacks`` or ``logger`` (a dict of named configs)."""
+    if not group:
+        return []
+    return [build(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def group_choices() -> str:
+    if not HydraConfig.initialized():
+        return ""
+    choices = HydraConfig.get().runtime.choices
+    groups = ("model", "objective", "data", "optim", "trainer", "logger", "experiment", "debug")
+    return " ".join(f"{g}={choices[g]}" for g in groups if choices.get(g) not in (None, "null"))
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Check the config, build data, model and trainer, fit; return ``cfg.optimized_metric``."""
+    check_config(cfg)
+    # Everything below validates its settings as it is built, before any data is read.
+    model_config = build(cfg.model)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
+    datamodule = build(cfg.data)
+    callbacks = instantiate_entries(cfg.get("callbacks"))
+    loggers = instantiate_entries(cfg.get("logger"))
+    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if choices := group_choices():
+        log.info("composed %s", choices)
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("ckpt_path"):
+        datamodule.restore_tokenizer(cfg.ckpt_path)
+    datamodule.prepare_data()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule.tokenizer.save(str(output_dir / "tokenizer.json"))
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if datamodule.vocab_size != model_config.vocab_size:
+        log.info(
+            "model.vocab_size %d -> %d, the size of the tokenizer",
+            model_config.vocab_size,
+            datamodule.vocab_size,
+        )
+        model["vocab_size"] = datamodule.vocab_size
+    task = BertPretraining(
+        model=model, objective=OmegaConf.to_container(cfg.objective, resolve=True), optim=optim
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
+    return None if metric is None else float(metric)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except Exception as error:
+        config_error = find_config_error(error)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

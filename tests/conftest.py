@@ -1,0 +1,76 @@
+"""Shared fixtures: composed configs with a tiny model on the fixture corpus, run in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from lmforge.resolvers import register_resolvers
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CORPUS = FIXTURES / "corpus"
+
+# Small enough to train in seconds on one CPU thread.
+TINY = [
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_ff=64",
+    "model.n_layers=1",
+    "model.max_seq_len=64",
+    "data=text_files",
+    f"data.corpus.paths=[{CORPUS}/workshop.txt,{CORPUS}/notes.jsonl]",
+    "data.tokenizer.vocab_size=400",
+    "data.max_seq_len=48",
+    "data.batch_size=8",
+    "data.val_fraction=0.2",
+    "data.val_draws=1",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+register_resolvers()
+
+
+def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
+    """Compose ``conf/train.yaml`` as ``python train.py`` would, writing under ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *overrides,
+                f"paths.output_dir={run_dir / 'run'}",
+                f"paths.data_dir={run_dir / 'data'}",
+                f"paths.log_dir={run_dir / 'logs'}",
+                f"hydra.run.dir={run_dir / 'run'}",
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):  # the task function never sees the hydra node
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_cfg(*overrides, tiny=True)``: a config ready for ``lmforge.train.train``."""
+
+    def make(*overrides: str, tiny: bool = True) -> DictConfig:
+        return compose_config([*(TINY if tiny else []), *overrides], tmp_path)
+
+    return make

@@ -1,0 +1,95 @@
+"""WordPiece training, its cache keyed by corpus and settings, and loading a given tokenizer.json."""
+
+import logging
+
+import pytest
+from tokenizers import Tokenizer, models
+
+from lmforge.data import PretrainingDataModule
+from lmforge.data.corpus import TextFilesCorpus
+from lmforge.data.tokenizer import SPECIAL_TOKENS, WordPieceSettings, load_tokenizer, train_wordpiece
+from lmforge.errors import ConfigError
+
+from .conftest import CORPUS
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A tokenizer splits words into pieces.",
+    "Pieces that are frequent become whole tokens.",
+] * 20
+
+
+def test_specials_come_first_and_pairs_get_cls_and_sep():
+    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=200, min_frequency=1))
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    encoding = tokenizer.encode("the fox", "the dog")
+    assert encoding.tokens[0] == "[CLS]" and encoding.tokens.count("[SEP]") == 2
+    assert encoding.type_ids[-1] == 1 and encoding.type_ids[0] == 0
+
+
+def test_round_trip_of_lowercased_text():
+    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=300, min_frequency=1))
+    text = "The lazy fox splits pieces."
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    assert tokenizer.decode(ids) == text.lower()
+
+
+def test_unknown_words_are_split_into_known_pieces():
+    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=200, min_frequency=1))
+    tokens = tokenizer.encode("foxes", add_special_tokens=False).tokens
+    assert tokens[0] == "fox" and all(t.startswith("##") for t in tokens[1:])
+
+
+def datamodule(tmp_path, **tokenizer):
+    corpus = TextFilesCorpus([str(CORPUS / "workshop.txt"), str(CORPUS / "notes.jsonl")])
+    settings = {"vocab_size": 300, **tokenizer}
+    return PretrainingDataModule(corpus, settings, str(tmp_path / "cache"), max_seq_len=48, batch_size=4)
+
+
+def test_tokenizer_and_tokens_are_cached_and_reused(tmp_path, caplog, monkeypatch):
+    first = datamodule(tmp_path)
+    first.prepare_data()
+    vocab = first.tokenizer.get_vocab()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the cached tokenizer should have been reused")
+
+    monkeypatch.setattr("lmforge.data.datamodule.train_wordpiece", must_not_train)
+    monkeypatch.setattr(TextFilesCorpus, "documents", must_not_train)
+    with caplog.at_level(logging.INFO, logger="lmforge"):
+        second = datamodule(tmp_path)
+        second.prepare_data()
+    assert second.tokenizer.get_vocab() == vocab
+    assert "reusing the cached tokenizer" in caplog.text
+    assert "reusing the tokenised corpus" in caplog.text
+
+
+def test_other_settings_train_another_tokenizer(tmp_path):
+    small, large = datamodule(tmp_path, vocab_size=200), datamodule(tmp_path, vocab_size=400)
+    small.prepare_data()
+    large.prepare_data()
+    assert small.vocab_size == 200 and large.vocab_size > 200
+    assert len(list((tmp_path / "cache").glob("text_files-*/wordpiece-*"))) == 2
+
+
+def test_a_given_tokenizer_json_is_used(tmp_path):
+    trained = datamodule(tmp_path)
+    trained.prepare_data()
+    path = tmp_path / "mine.json"
+    trained.tokenizer.save(str(path))
+    given = datamodule(tmp_path / "other", path=str(path))
+    given.prepare_data()
+    assert given.tokenizer.to_str() == trained.tokenizer.to_str()
+    assert not list((tmp_path / "other" / "cache").glob("*/wordpiece-*"))
+
+
+def test_a_tokenizer_without_bert_specials_is_refused(tmp_path):
+    path = tmp_path / "plain.json"
+    Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(path))
+    with pytest.raises(ConfigError, match=r"lacks the special tokens \[PAD\], \[CLS\], \[SEP\], \[MASK\]"):
+        load_tokenizer(path)
+
+
+def test_a_missing_tokenizer_path_is_refused():
+    with pytest.raises(ConfigError, match=r"data.tokenizer.path=nowhere.json does not exist"):
+        WordPieceSettings(path="nowhere.json")

@@ -1,0 +1,99 @@
+"""Short real runs of the entry point: fast dev run, a run that learns, resume, the command line."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.train import train
+
+from .conftest import ROOT, TINY, compose_config
+
+RUN = [
+    "trainer.max_steps=30",
+    "trainer.val_check_interval=15",
+    "optim.lr=1e-2",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def metrics(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
+
+
+def test_fast_dev_run(make_cfg):
+    cfg = make_cfg("debug=fdr")
+    assert train(cfg) is not None
+    assert (Path(cfg.paths.output_dir) / "tokenizer.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("short")
+    cfg = compose_config([*TINY, *RUN], tmp)
+    train(cfg)
+    return cfg, Path(cfg.paths.output_dir)
+
+
+def test_a_short_run_learns(short_run):
+    _, run_dir = short_run
+    losses = [row["train/loss"] for row in metrics(run_dir) if "train/loss" in row]
+    assert len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.3, f"training loss went from {first:.2f} to {last:.2f}"
+    val = [row for row in metrics(run_dir) if "val/loss" in row]
+    assert len(val) == 2 and {"val/mlm_acc", "val/nsp_acc", "val/perplexity"} <= set(val[-1])
+    assert val[1]["val/loss"] < val[0]["val/loss"]
+
+
+def test_checkpoints_hold_the_step_the_hyperparameters_and_the_tokenizer(short_run):
+    _, run_dir = short_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 30
+    assert checkpoint["hyper_parameters"]["model"]["vocab_size"] <= 400
+    assert "tokenizer" in checkpoint["PretrainingDataModule"]
+    assert len(list((run_dir / "checkpoints").glob("step*-val_loss*.ckpt"))) == 1
+
+
+def test_resume_from_last_continues_the_step_count(short_run, tmp_path):
+    _, run_dir = short_run
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resumed = compose_config([*TINY, *RUN, "trainer.max_steps=40", f"ckpt_path={last}"], tmp_path)
+    train(resumed)
+    steps = [int(row["step"]) for row in metrics(Path(resumed.paths.output_dir)) if "train/loss" in row]
+    assert steps[0] == 30 and steps[-1] == 39 and len(steps) == 10
+    final = torch.load(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["global_step"] == 40
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_train_py_runs_from_the_command_line(tmp_path):
+    result = run_cli(
+        "train.py", "debug=fdr", *TINY, f"hydra.run.dir={tmp_path}/run", f"paths.data_dir={tmp_path}/data"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "tokenizer.json").is_file()
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
+def test_module_entry_prints_the_config(tmp_path):
+    result = run_cli("-m", "lmforge.train", "--cfg", "job", "model=bert_small", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "d_model: 512" in result.stdout and "nsp: true" in result.stdout
+
+
+def test_bert_small_runs_twenty_steps(make_cfg):
+    cfg = make_cfg("model=bert_small", "model.max_seq_len=512", "trainer.max_steps=20", "data.batch_size=4")
+    train(cfg)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
