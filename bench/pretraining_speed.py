@@ -1,10 +1,11 @@
-"""Side-by-side training throughput of the choices behind the default BERT pretraining run.
+"""Side-by-side training throughput of two choices behind the default BERT pretraining run.
 
-Each pair runs in this process on the same batches, model and optimiser settings, after warm-up,
-alternating between the two so that both see the same machine state; medians are reported.
+Each pair runs in this process with the same model, optimiser and batch size, after warm-up, the
+two variants alternating step by step so that both see the same machine state; medians are reported.
 
-  1. MLM head on the masked positions only (what lmforge does) vs on every position.
-  2. Batches grouped by length (what lmforge does) vs shuffled batches, in real tokens per second.
+  1. MLM head on the masked positions only (what lmforge does) vs on every position, same batches.
+  2. Batches grouped by length (what lmforge does) vs shuffled batches, in real (non-padding)
+     tokens per second.
 
 Usage: OMP_NUM_THREADS=1 python bench/pretraining_speed.py [--steps 20] [--model bert_tiny]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +29,11 @@ from lmforge.resolvers import register_resolvers
 from lmforge.tasks import BertPretraining
 
 ROOT = Path(__file__).resolve().parents[1]
+WARMUP = 3
+
+
+def sparse_head_loss(task: BertPretraining, batch: dict) -> torch.Tensor:
+    return task.losses(batch)["loss"]
 
 
 def full_head_loss(task: BertPretraining, batch: dict) -> torch.Tensor:
@@ -37,31 +44,48 @@ def full_head_loss(task: BertPretraining, batch: dict) -> torch.Tensor:
     return mlm + F.cross_entropy(task.nsp_head(hidden), batch["next_sentence_label"])
 
 
-def sparse_head_loss(task: BertPretraining, batch: dict) -> torch.Tensor:
-    return task.losses(batch)["loss"]
+def padded_tokens(batch: dict) -> int:
+    return batch["input_ids"].numel()
 
 
-def timed_step(task, optimizer, loss_fn, batch) -> float:
-    start = time.perf_counter()
-    loss_fn(task, batch).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+def real_tokens(batch: dict) -> int:
+    return int(batch["attention_mask"].sum())
 
 
-def compare(name_a, run_a, name_b, run_b, batches, tokens, warmup: int = 3) -> None:
-    for batch in batches[:warmup]:
-        run_a(batch)
-        run_b(batch)
-    times_a, times_b = [], []
-    for batch in batches[warmup:]:
-        times_a.append(run_a(batch))
-        times_b.append(run_b(batch))
-    a, b = statistics.median(times_a), statistics.median(times_b)
-    per_step = tokens(batches[warmup:])
-    print(f"  {name_a:<34} {per_step / a:>10,.0f} tokens/s  ({a * 1000:.0f} ms/step)")
-    print(f"  {name_b:<34} {per_step / b:>10,.0f} tokens/s  ({b * 1000:.0f} ms/step)")
-    print(f"  ratio: {b / a:.2f}x")
+class Variant:
+    """A model with its own optimiser, stepping on its own batches and timing each step."""
+
+    def __init__(self, name: str, model: dict, loss: Callable, batches: list[dict]) -> None:
+        torch.manual_seed(0)
+        self.name, self.loss, self.batches = name, loss, batches
+        self.task = BertPretraining(model, {"nsp": True}, {"lr": 1e-3})
+        self.optimizer = torch.optim.AdamW(self.task.parameters(), lr=1e-3)
+        self.times: list[float] = []
+
+    def step(self, index: int) -> None:
+        start = time.perf_counter()
+        self.loss(self.task, self.batches[index]).backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if index >= WARMUP:
+            self.times.append(time.perf_counter() - start)
+
+    def rate(self, count: Callable[[dict], int]) -> float:
+        tokens = statistics.mean(count(b) for b in self.batches[WARMUP:])
+        return tokens / statistics.median(self.times)
+
+
+def compare(a: Variant, b: Variant, count: Callable[[dict], int], unit: str) -> None:
+    for index in range(len(a.batches)):
+        a.step(index)
+        b.step(index)
+    for variant in (a, b):
+        fill = sum(real_tokens(x) for x in variant.batches) / sum(padded_tokens(x) for x in variant.batches)
+        print(
+            f"  {variant.name:<34} {variant.rate(count):>9,.0f} {unit} tokens/s  "
+            f"{statistics.median(variant.times) * 1000:>5.0f} ms/step  {fill:>4.0%} of each batch is text"
+        )
+    print(f"  ratio: {a.rate(count) / b.rate(count):.2f}x")
 
 
 def main() -> None:
@@ -73,7 +97,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=128)
     args = parser.parse_args()
-    torch.manual_seed(0)
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -86,58 +109,33 @@ def main() -> None:
             ],
         )
 
-    def loader(group_by_length: bool) -> list[dict]:
+    def loader(group_by_length: bool) -> tuple[int, list[dict]]:
         datamodule = instantiate(cfg.data, group_by_length=group_by_length)
         datamodule.setup()
-        return [b for _, b in zip(range(args.steps + 3), datamodule.train_dataloader(), strict=False)]
+        steps = range(args.steps + WARMUP)
+        return datamodule.vocab_size, [b for _, b in zip(steps, datamodule.train_dataloader(), strict=False)]
 
-    batches, shuffled = loader(True), loader(False)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    model["vocab_size"] = instantiate(cfg.data).vocab_size
-
-    def task_and_optimizer():
-        torch.manual_seed(0)
-        task = BertPretraining(model, {"nsp": True}, {"lr": 1e-3})
-        return task, torch.optim.AdamW(task.parameters(), lr=1e-3)
-
-    def padded(bs):
-        return sum(b["input_ids"].numel() for b in bs) / len(bs)
-
-    def real(bs):
-        return sum(int(b["attention_mask"].sum()) for b in bs) / len(bs)
-
+    vocab_size, grouped = loader(True)
+    _, shuffled = loader(False)
+    model = {**OmegaConf.to_container(cfg.model, resolve=True), "vocab_size": vocab_size}
     print(
-        f"{args.model}, batch {args.batch_size} x {args.seq_len}, vocabulary {model['vocab_size']}, "
-        f"{torch.get_num_threads()} thread(s), {args.steps} timed steps each"
+        f"{args.model}, batches of {args.batch_size} x up to {args.seq_len} tokens, vocabulary {vocab_size}, "
+        f"{torch.get_num_threads()} thread(s), median of {args.steps} steps each"
     )
-    print("1. MLM head (padded tokens per second, same batches)")
-    sparse, sparse_opt = task_and_optimizer()
-    dense, dense_opt = task_and_optimizer()
+    print("1. MLM head, on the same batches")
     compare(
-        "masked positions only (lmforge)",
-        lambda b: timed_step(sparse, sparse_opt, sparse_head_loss, b),
-        "every position",
-        lambda b: timed_step(dense, dense_opt, full_head_loss, b),
-        batches,
-        padded,
+        Variant("masked positions only (lmforge)", model, sparse_head_loss, grouped),
+        Variant("every position", model, full_head_loss, grouped),
+        padded_tokens,
+        "padded",
     )
-    print("2. Batching (real, non-padding tokens per second)")
-    task_a, opt_a = task_and_optimizer()
-    task_b, opt_b = task_and_optimizer()
-    grouped_times, shuffled_times = [], []
-    for i, (g, s) in enumerate(zip(batches, shuffled, strict=True)):
-        tg = timed_step(task_a, opt_a, sparse_head_loss, g)
-        ts = timed_step(task_b, opt_b, sparse_head_loss, s)
-        if i >= 3:
-            grouped_times.append(tg)
-            shuffled_times.append(ts)
-    rate_g = real(batches[3:]) / statistics.median(grouped_times)
-    rate_s = real(shuffled[3:]) / statistics.median(shuffled_times)
-    fill_g = real(batches) / padded(batches)
-    fill_s = real(shuffled) / padded(shuffled)
-    for name, rate, fill in (("grouped by length (lmforge)", rate_g, fill_g), ("shuffled", rate_s, fill_s)):
-        print(f"  {name:<34} {rate:>10,.0f} tokens/s  ({fill:.0%} of the batch is text)")
-    print(f"  ratio: {rate_g / rate_s:.2f}x")
+    print("2. Batching, same model")
+    compare(
+        Variant("grouped by length (lmforge)", model, sparse_head_loss, grouped),
+        Variant("shuffled", model, sparse_head_loss, shuffled),
+        real_tokens,
+        "real",
+    )
 
 
 if __name__ == "__main__":

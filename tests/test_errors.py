@@ -74,3 +74,11 @@ def test_command_line_error_is_one_line_with_a_nonzero_exit(tmp_path):
         "1, 2, 4, 8, 16, 32, 64 (or change model.d_model)"
     ]
     assert not (tmp_path / "d").exists()
+
+
+def test_a_corpus_without_text_is_refused_and_nothing_is_cached(make_cfg, tmp_path):
+    (tmp_path / "blank.jsonl").write_text('{"text": ""}\n{"text": "   "}\n')
+    cfg = make_cfg(f"data.corpus.paths=[{tmp_path}/blank.jsonl]")
+    error = error_of(cfg)
+    assert error.key == "data.corpus" and "holds no text" in str(error)
+    assert not list(Path(cfg.data.cache_dir).glob("*/wordpiece-*"))

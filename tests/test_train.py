@@ -97,3 +97,18 @@ def test_bert_small_runs_twenty_steps(make_cfg):
     cfg = make_cfg("model=bert_small", "model.max_seq_len=512", "trainer.max_steps=20", "data.batch_size=4")
     train(cfg)
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_debug_limit_is_a_short_run_with_checkpoints(make_cfg):
+    cfg = make_cfg("debug=limit")
+    train(cfg)
+    steps = [row["step"] for row in metrics(Path(cfg.paths.output_dir)) if "val/loss" in row]
+    assert steps == [19, 39]
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_debug_overfit_drives_the_loss_down(make_cfg):
+    cfg = make_cfg("debug=overfit", "trainer.max_steps=150", "optim.lr=5e-3", "trainer.log_every_n_steps=1")
+    train(cfg)
+    losses = [row["train/loss"] for row in metrics(Path(cfg.paths.output_dir)) if "train/loss" in row]
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10

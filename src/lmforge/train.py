@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from lmforge.tasks import BertPretraining
 log = logging.getLogger("lmforge.train")
 
 register_resolvers()
+# Lightning 2.6 calls a torch API that torch 2.13 deprecates: nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 # conf/ sits at the root of the checkout; an absolute path works for `python train.py` and `-m`.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -81,7 +81,8 @@ class BertPretrainingDataset(Dataset):
     The sampler asks for ``key = epoch * len(self) + i``: chunk ``i``, drawn afresh for each epoch.
     With ``nsp``, the chunk is split at a random sentence boundary into A and its continuation; B is
     with probability 0.5 that continuation (label 0, IsNext) and otherwise whole sentences of about
-    the same length from other documents of the same split (label 1, NotNext). Pairs longer than
+    the same length starting at a random sentence of another document of the same split (label 1,
+    NotNext). Pairs longer than
     ``max_seq_len`` are truncated longest-first, keeping the junction of A and B intact: A loses
     tokens at its start, B at its end.
     """
@@ -108,9 +109,6 @@ class BertPretrainingDataset(Dataset):
         self.nsp = nsp
         self.seed = seed
         self.sentence_lengths = corpus.sentence_lengths()
-        firsts = corpus.document_offsets[self.documents]
-        self.sentence_counts = corpus.document_offsets[self.documents + 1] - firsts
-        self.sentence_cumulative = np.concatenate(([0], np.cumsum(self.sentence_counts)))
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -161,22 +159,21 @@ class BertPretrainingDataset(Dataset):
         }
 
     def _other_text(self, position: int, room: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-        """Whole sentences from a random place outside document ``position``, about ``room`` tokens.
+        """Whole sentences from another document, about ``room`` tokens, as (document, first, end) spans.
 
-        The start is uniform over the split's sentences; when a document ends first, the text goes
-        on with the next document (A's own is skipped), so B is as long as the true continuation
-        would be and its length says nothing about the label. Returns (document, first, end) spans.
+        As in BERT: a document of the split other than A's, chosen uniformly, from a random sentence
+        of it. When that document ends first, the text goes on with the next document (A's own is
+        skipped), so B is as long as the true continuation would be and its length says nothing
+        about the label.
         """
-        counts, cumulative = self.sentence_counts, self.sentence_cumulative
-        draw = int(rng.integers(cumulative[-1] - counts[position]))
-        if draw >= cumulative[position]:
-            draw += int(counts[position])
-        current = int(np.searchsorted(cumulative, draw, side="right")) - 1
-        sentence = self.corpus.document_sentences(int(self.documents[current]))[0]
-        sentence += draw - int(cumulative[current])
+        n = len(self.documents)
+        current = int(rng.integers(n - 1))
+        current += current >= position  # any document of this split but A's own
+        first, end = self.corpus.document_sentences(int(self.documents[current]))
+        sentence = int(rng.integers(first, end))
         spans: list[tuple[int, int, int]] = []
         size = 0
-        for _ in range(len(self.documents)):
+        for _ in range(n - 1):
             document = int(self.documents[current])
             start, doc_end = sentence, self.corpus.document_sentences(document)[1]
             while sentence < doc_end and size < room:
@@ -189,9 +186,9 @@ class BertPretrainingDataset(Dataset):
                 spans.append((document, start, sentence))
             if size >= room or sentence < doc_end:
                 break
-            current = (current + 1) % len(self.documents)
-            current += current == position
-            current %= len(self.documents)
+            current = (current + 1) % n
+            if current == position:
+                current = (current + 1) % n
             sentence = self.corpus.document_sentences(int(self.documents[current]))[0]
         return spans
 

@@ -19,6 +19,7 @@ from lmforge.data.masking import MaskedLMCollator
 from lmforge.data.sampler import LengthGroupedSampler
 from lmforge.data.tokenized import FORMAT_VERSION, TokenizedCorpus
 from lmforge.data.tokenizer import (
+    SPECIAL_TOKENS,
     WordPieceSettings,
     load_tokenizer,
     save_tokenizer,
@@ -129,6 +130,8 @@ class PretrainingDataModule(pl.LightningDataModule):
             log.info("training a WordPiece tokenizer (%s)", settings)
             sentences = (s for document in self.corpus.unique_documents() for s in document)
             tokenizer = train_wordpiece(sentences, self.tokenizer_settings)
+            if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
+                raise ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
             with atomic_directory(directory) as scratch:
                 save_tokenizer(tokenizer, scratch, {"corpus": self.corpus.settings(), **settings})
             log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
@@ -142,6 +145,8 @@ class PretrainingDataModule(pl.LightningDataModule):
             return directory
         with atomic_directory(directory) as scratch:
             corpus = TokenizedCorpus.build(self.corpus.unique_documents(), tokenizer, scratch)
+            if corpus.n_tokens == 0:  # raised inside the block: nothing is cached
+                raise ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
         log.info(
             "tokenised %d documents, %d sentences, %d tokens into %s",
             corpus.n_documents,
@@ -149,8 +154,6 @@ class PretrainingDataModule(pl.LightningDataModule):
             corpus.n_tokens,
             directory,
         )
-        if corpus.n_tokens == 0:
-            raise ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
         return directory
 
     def prepare_data(self) -> None:
