@@ -34,7 +34,6 @@ TINY = [
     "data.batch_size=8",
     "data.val_fraction=0.2",
     "data.val_draws=1",
-    "logger=csv",
     "callbacks.rich_progress_bar=null",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",

@@ -75,14 +75,57 @@ def test_jsonl_errors_name_the_line_and_the_field(tmp_path):
 
 
 def test_stdlib_corpus_reads_docstrings_without_importing_modules():
-    corpus = StdlibCorpus(topics=False, max_documents=400)
+    corpus = StdlibCorpus(topics=False, max_documents=150)
     corpus.check()
     before = set(sys.modules)
     documents = list(corpus.documents())
     imported = {name for name in set(sys.modules) - before if not name.startswith(("lmforge", "rich"))}
-    assert len(documents) == 400
+    assert len(documents) == 150
     assert not imported, f"reading the corpus imported {sorted(imported)[:5]}"
-    assert sum(len(d) for d in documents) > 400
+    assert sum(len(d) for d in documents) > 1000
+
+
+SOURCE = '''"""Tools for the shed. They are kept in order."""
+
+
+def sharpen(blade):
+    """Sharpen a blade on the stone. Keep the angle steady."""
+
+
+class Saw:
+    """A saw for wood. Its teeth are set."""
+
+    def cut(self):
+        """Cut along the line. Let the saw do the work."""
+'''
+
+
+def test_a_module_is_one_document_in_source_order(tmp_path):
+    (tmp_path / "shed.py").write_text(SOURCE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_shed.py").write_text(SOURCE)
+    module = list(StdlibCorpus(topics=False, min_docstring_chars=10, root=str(tmp_path)).documents())
+    assert module == [
+        [
+            "Tools for the shed.",
+            "They are kept in order.",
+            "Sharpen a blade on the stone.",
+            "Keep the angle steady.",
+            "A saw for wood.",
+            "Its teeth are set.",
+            "Cut along the line.",
+            "Let the saw do the work.",
+        ]
+    ]
+    per_docstring = StdlibCorpus(
+        topics=False, min_docstring_chars=10, root=str(tmp_path), document="docstring"
+    )
+    assert [len(d) for d in per_docstring.documents()] == [2, 2, 2, 2]
+
+
+def test_unknown_document_unit_is_refused():
+    with pytest.raises(ConfigError, match="data.corpus.document='page'"):
+        StdlibCorpus(document="page").check()
 
 
 def test_stdlib_topics_are_prose():

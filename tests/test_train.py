@@ -112,3 +112,10 @@ def test_debug_overfit_drives_the_loss_down(make_cfg):
     train(cfg)
     losses = [row["train/loss"] for row in metrics(Path(cfg.paths.output_dir)) if "train/loss" in row]
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+
+
+def test_a_run_without_logger_drops_the_learning_rate_monitor(make_cfg):
+    cfg = make_cfg("~logger", "trainer.max_steps=4", "trainer.val_check_interval=2")
+    train(cfg)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+    assert not (Path(cfg.paths.output_dir) / "csv").exists()

@@ -81,8 +81,7 @@ class BertPretrainingDataset(Dataset):
     The sampler asks for ``key = epoch * len(self) + i``: chunk ``i``, drawn afresh for each epoch.
     With ``nsp``, the chunk is split at a random sentence boundary into A and its continuation; B is
     with probability 0.5 that continuation (label 0, IsNext) and otherwise whole sentences of about
-    the same length starting at a random sentence of another document of the same split (label 1,
-    NotNext). Pairs longer than
+    the same length from other documents of the same split (label 1, NotNext). Pairs longer than
     ``max_seq_len`` are truncated longest-first, keeping the junction of A and B intact: A loses
     tokens at its start, B at its end.
     """
@@ -109,6 +108,9 @@ class BertPretrainingDataset(Dataset):
         self.nsp = nsp
         self.seed = seed
         self.sentence_lengths = corpus.sentence_lengths()
+        # Sentences per document of this split, and their running total, to draw a sentence.
+        self.sentence_counts = np.diff(corpus.document_offsets)[self.documents]
+        self.sentence_cumulative = np.concatenate(([0], np.cumsum(self.sentence_counts)))
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -159,18 +161,22 @@ class BertPretrainingDataset(Dataset):
         }
 
     def _other_text(self, position: int, room: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-        """Whole sentences from another document, about ``room`` tokens, as (document, first, end) spans.
+        """Whole sentences from other documents, about ``room`` tokens, as (document, first, end) spans.
 
-        As in BERT: a document of the split other than A's, chosen uniformly, from a random sentence
-        of it. When that document ends first, the text goes on with the next document (A's own is
-        skipped), so B is as long as the true continuation would be and its length says nothing
-        about the label.
+        B starts at a sentence drawn uniformly from the split's documents other than A's (BERT draws
+        a document, then a sentence; on a corpus of many one-sentence documents that makes the same
+        few sentences start B over and over). When a document ends first, the text goes on with the
+        next one (A's own is skipped), so B is as long as the true continuation would be and its
+        length says nothing about the label.
         """
         n = len(self.documents)
-        current = int(rng.integers(n - 1))
-        current += current >= position  # any document of this split but A's own
-        first, end = self.corpus.document_sentences(int(self.documents[current]))
-        sentence = int(rng.integers(first, end))
+        counts, cumulative = self.sentence_counts, self.sentence_cumulative
+        draw = int(rng.integers(cumulative[-1] - counts[position]))
+        if draw >= cumulative[position]:
+            draw += int(counts[position])  # skip the sentences of A's document
+        current = int(np.searchsorted(cumulative, draw, side="right")) - 1
+        sentence = self.corpus.document_sentences(int(self.documents[current]))[0]
+        sentence += draw - int(cumulative[current])
         spans: list[tuple[int, int, int]] = []
         size = 0
         for _ in range(n - 1):

@@ -1,7 +1,9 @@
 """The English text of Python's own documentation: no download, always present.
 
 ``pydoc_data.topics`` holds the sections of the Language Reference; the standard library's
-docstrings are read from its ``.py`` sources with ``ast`` (never by importing the modules).
+docstrings are read from its ``.py`` sources with ``ast`` (never by importing the modules). A
+module's docstrings, in source order, make one document by default (``document: module``), as the
+sections of an article do; ``document: docstring`` makes each docstring a document of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lmforge.data.text import rest_prose, split_sentences
 from lmforge.errors import ConfigError
 
 _DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+DOCUMENT_UNITS = ("module", "docstring")
 
 
 def _prose_sentences(text: str) -> Document:
@@ -36,13 +39,16 @@ class StdlibCorpus(Corpus):
         min_docstring_chars: int = 40,
         exclude_dirs: list[str] | tuple[str, ...] = ("test", "tests", "idlelib", "site-packages"),
         max_documents: int | None = None,
+        document: str = "module",
+        root: str | None = None,
     ) -> None:
         self.topics = topics
         self.docstrings = docstrings
         self.min_docstring_chars = min_docstring_chars
         self.exclude_dirs = tuple(exclude_dirs)
         self.max_documents = max_documents
-        self.root = Path(sysconfig.get_paths()["stdlib"])
+        self.document = document
+        self.root = Path(root) if root is not None else Path(sysconfig.get_paths()["stdlib"])
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -54,9 +60,15 @@ class StdlibCorpus(Corpus):
             "min_docstring_chars": self.min_docstring_chars,
             "exclude_dirs": sorted(self.exclude_dirs),
             "max_documents": self.max_documents,
+            "document": self.document,
         }
 
     def check(self) -> None:
+        if self.document not in DOCUMENT_UNITS:
+            raise ConfigError(
+                "data.corpus.document",
+                f"data.corpus.document={self.document!r} is not one of {', '.join(DOCUMENT_UNITS)}",
+            )
         if not (self.topics or self.docstrings):
             raise ConfigError(
                 "data.corpus.topics",
@@ -91,11 +103,14 @@ class StdlibCorpus(Corpus):
                 tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             return  # a few stdlib files are templates or target other versions
-        for node in ast.walk(tree):
-            if isinstance(node, _DOCSTRING_OWNERS):
-                docstring = ast.get_docstring(node)
-                if docstring and len(docstring) >= self.min_docstring_chars:
-                    yield docstring
+        owners = sorted(
+            (node for node in ast.walk(tree) if isinstance(node, _DOCSTRING_OWNERS)),
+            key=lambda node: getattr(node, "lineno", 0),  # source order (the module comes first)
+        )
+        for node in owners:
+            docstring = ast.get_docstring(node)
+            if docstring and len(docstring) >= self.min_docstring_chars:
+                yield docstring
 
     def _all_documents(self) -> Iterator[Document]:
         if self.topics:
@@ -106,8 +121,10 @@ class StdlibCorpus(Corpus):
         if self.docstrings:
             files = self._source_files()
             for path in track(files, "reading stdlib docstrings", total=len(files), unit="files"):
-                for docstring in self._docstrings(path):
-                    yield _prose_sentences(docstring)
+                documents = [_prose_sentences(docstring) for docstring in self._docstrings(path)]
+                if self.document == "module":
+                    documents = [[sentence for document in documents for sentence in document]]
+                yield from documents
 
     def documents(self) -> Iterator[Document]:
         for count, document in enumerate(self._all_documents()):
