@@ -75,14 +75,14 @@ def test_jsonl_errors_name_the_line_and_the_field(tmp_path):
 
 
 def test_stdlib_corpus_reads_docstrings_without_importing_modules():
-    corpus = StdlibCorpus(topics=False, max_documents=150)
+    corpus = StdlibCorpus(topics=False, max_documents=400)
     corpus.check()
     before = set(sys.modules)
     documents = list(corpus.documents())
     imported = {name for name in set(sys.modules) - before if not name.startswith(("lmforge", "rich"))}
-    assert len(documents) == 150
+    assert len(documents) == 400
     assert not imported, f"reading the corpus imported {sorted(imported)[:5]}"
-    assert sum(len(d) for d in documents) > 1000
+    assert sum(len(d) for d in documents) > 400
 
 
 SOURCE = '''"""Tools for the shed. They are kept in order."""
@@ -104,7 +104,8 @@ def test_a_module_is_one_document_in_source_order(tmp_path):
     (tmp_path / "shed.py").write_text(SOURCE)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_shed.py").write_text(SOURCE)
-    module = list(StdlibCorpus(topics=False, min_docstring_chars=10, root=str(tmp_path)).documents())
+    corpus = StdlibCorpus(topics=False, min_docstring_chars=10, root=str(tmp_path), document="module")
+    module = list(corpus.documents())
     assert module == [
         [
             "Tools for the shed.",
@@ -124,7 +125,7 @@ def test_a_module_is_one_document_in_source_order(tmp_path):
 
 
 def test_unknown_document_unit_is_refused():
-    with pytest.raises(ConfigError, match="data.corpus.document='page'"):
+    with pytest.raises(ConfigError, match=r"data.corpus.document='page'"):
         StdlibCorpus(document="page").check()
 
 

@@ -1,9 +1,9 @@
 """The English text of Python's own documentation: no download, always present.
 
 ``pydoc_data.topics`` holds the sections of the Language Reference; the standard library's
-docstrings are read from its ``.py`` sources with ``ast`` (never by importing the modules). A
-module's docstrings, in source order, make one document by default (``document: module``), as the
-sections of an article do; ``document: docstring`` makes each docstring a document of its own.
+docstrings are read from its ``.py`` sources with ``ast`` (never by importing the modules). Each
+docstring is a document (``document: docstring``), or all of a module's docstrings in source order
+make one (``document: module``: longer documents, for longer sequences).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class StdlibCorpus(Corpus):
         min_docstring_chars: int = 40,
         exclude_dirs: list[str] | tuple[str, ...] = ("test", "tests", "idlelib", "site-packages"),
         max_documents: int | None = None,
-        document: str = "module",
+        document: str = "docstring",
         root: str | None = None,
     ) -> None:
         self.topics = topics
