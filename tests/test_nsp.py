@@ -125,11 +125,11 @@ def test_chunks_cover_whole_sentences_of_one_document():
     corpus = synthetic_corpus(seed=1)
     documents = np.arange(corpus.n_documents)
     chunks = build_chunks(corpus, documents, max_tokens=61, short_seq_prob=0.0, min_sentences=2, seed=0)
-    for position, first, end, _ in chunks:
+    for position, first, end in chunks:
         doc_first, doc_end = corpus.document_sentences(int(documents[position]))
         assert doc_first <= first and end <= doc_end and end - first >= 2
     multi = [d for d in documents if np.diff(corpus.document_offsets)[d] >= 2]
-    covered = {s for _, first, end, _ in chunks for s in range(first, end)}
+    covered = {s for _, first, end in chunks for s in range(first, end)}
     for d in multi:  # every sentence of a multi-sentence document is in exactly one chunk
         first, end = corpus.document_sentences(int(d))
         assert set(range(first, end)) <= covered

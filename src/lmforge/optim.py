@@ -20,9 +20,9 @@ class OptimizerSettings:
 
     lr: float = 1e-4
     weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    schedule: str = "linear"
+    schedule: str = "cosine"
     warmup_ratio: float = 0.06
     warmup_steps: int | None = None
     min_lr_ratio: float = 0.0

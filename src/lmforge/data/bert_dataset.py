@@ -13,9 +13,6 @@ from torch.utils.data import Dataset
 from lmforge.data.tokenized import TokenizedCorpus
 from lmforge.objectives.nsp import IS_NEXT, NOT_NEXT
 
-# Columns of the chunk table.
-DOC_POS, FIRST, END, TARGET = range(4)
-
 
 def build_chunks(
     corpus: TokenizedCorpus,
@@ -30,7 +27,7 @@ def build_chunks(
     The target is ``max_tokens``, or with probability ``short_seq_prob`` a shorter random length (so
     the model also sees short inputs). A run closes once it reaches its target and holds at least
     ``min_sentences`` sentences; a shorter remainder joins the document's previous run.
-    Returns rows ``(position of the document in documents, first sentence, end sentence, target)``.
+    Returns rows ``(position of the document in documents, first sentence, end sentence)``.
     """
     rng = np.random.default_rng(seed)
     lengths = corpus.sentence_lengths()
@@ -50,15 +47,15 @@ def build_chunks(
         for sentence in range(first, end):
             size += int(lengths[sentence])
             if size >= goal and sentence + 1 - start >= min_sentences:
-                doc_rows.append([position, start, sentence + 1, goal])
+                doc_rows.append([position, start, sentence + 1])
                 start, size, goal = sentence + 1, 0, target()
         if start < end:
             if end - start >= min_sentences or not doc_rows:
-                doc_rows.append([position, start, end, goal])
+                doc_rows.append([position, start, end])
             else:
-                doc_rows[-1][END] = end
+                doc_rows[-1][2] = end
         rows.extend(doc_rows)
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def truncate_pair(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
@@ -123,7 +120,7 @@ class BertPretrainingDataset(Dataset):
         """The example and where its parts come from (used by tests and for inspection)."""
         index, epoch = key % len(self.chunks), key // len(self.chunks)
         rng = np.random.default_rng((self.seed, epoch, index))
-        position, first, end = (int(v) for v in self.chunks[index, :TARGET])
+        position, first, end = (int(v) for v in self.chunks[index])
         if not self.nsp:
             tokens = self.corpus.span(first, end)[: self.max_seq_len - 2]
             ids = np.concatenate(([self.cls_id], tokens, [self.sep_id]))
