@@ -119,3 +119,11 @@ def test_a_run_without_logger_drops_the_learning_rate_monitor(make_cfg):
     train(cfg)
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
     assert not (Path(cfg.paths.output_dir) / "csv").exists()
+
+
+def test_a_run_without_progress_bar_drops_the_bar_callback(tmp_path):
+    overrides = [o for o in TINY if not o.startswith("callbacks.rich_progress_bar")]  # the bar is configured
+    cfg = compose_config([*overrides, "trainer.max_steps=4", "trainer.val_check_interval=2"], tmp_path)
+    assert cfg.callbacks.rich_progress_bar is not None and not cfg.trainer.enable_progress_bar
+    train(cfg)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()

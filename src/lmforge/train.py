@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from lmforge.checks import build, check_config, find_config_error
@@ -56,6 +56,8 @@ def train(cfg: DictConfig) -> float | None:
     loggers = instantiate_entries(cfg.get("logger"))
     if not loggers:  # with no logger (~logger) a learning-rate monitor has nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if choices := group_choices():
