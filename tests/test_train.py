@@ -127,3 +127,10 @@ def test_a_run_without_progress_bar_drops_the_bar_callback(tmp_path):
     assert cfg.callbacks.rich_progress_bar is not None and not cfg.trainer.enable_progress_bar
     train(cfg)
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_the_last_step_is_validated_when_the_interval_does_not_divide_it(make_cfg):
+    cfg = make_cfg("trainer.max_steps=7", "trainer.val_check_interval=5")
+    train(cfg)
+    validated = [int(row["step"]) for row in metrics(Path(cfg.paths.output_dir)) if "val/loss" in row]
+    assert validated == [4, 6]  # at the interval, then the final model (steps count from 0 in the log)
