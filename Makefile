@@ -35,8 +35,9 @@ test: $(STAMP) ## run the test suite (without tests marked slow)
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
 
-bench: $(STAMP) ## measure training speed choices side by side (bench/)
-	$(TEST_ENV) $(PY) bench/pretraining_speed.py $(ARGS)
+bench: $(STAMP) ## measure training speed choices side by side, and the no-context baselines (bench/)
+	$(TEST_ENV) $(PY) bench/pretraining_speed.py
+	$(TEST_ENV) $(PY) bench/pretraining_baselines.py
 
 lint: $(STAMP) ## run the pre-commit hooks on every file
 	$(VENV)/bin/pre-commit run --all-files
