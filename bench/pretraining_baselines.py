@@ -64,9 +64,8 @@ def main() -> None:
     below = math.log(vocab) - unigram
     print(f"1. unigram cross-entropy on validation: {unigram:.3f} nats, {below:.2f} below ln(V)")
 
-    frequency = np.zeros(vocab)
+    frequency, corpus = np.zeros(vocab), datamodule.tokenized
     for document in train_docs:
-        corpus = datamodule.tokenized
         frequency[np.unique(corpus.span(*corpus.document_sentences(int(document))))] += 1
     idf = np.log((1 + len(train_docs)) / (1 + frequency)) + 1
     special = np.asarray(special_ids(datamodule.tokenizer).all())
