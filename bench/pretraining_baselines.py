@@ -29,9 +29,10 @@ from lmforge.resolvers import register_resolvers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def document_tokens(datamodule, documents: np.ndarray) -> np.ndarray:
+def document_tokens(datamodule, documents: np.ndarray) -> list[np.ndarray]:
+    """The tokens of each document."""
     corpus = datamodule.tokenized
-    return np.concatenate([corpus.span(*corpus.document_sentences(int(d))) for d in documents])
+    return [corpus.span(*corpus.document_sentences(int(d))) for d in documents]
 
 
 def cosines(dataset: BertPretrainingDataset, draws: int, idf: np.ndarray, special: np.ndarray):
@@ -58,15 +59,16 @@ def main() -> None:
     train_docs, val_docs = datamodule.train_set.documents, datamodule.val_set.documents
     print(f"corpus {datamodule.corpus.name}, vocabulary {vocab}, ln(V) = {math.log(vocab):.3f} nats")
 
-    counts = np.bincount(document_tokens(datamodule, train_docs), minlength=vocab) + 1.0
-    val_tokens = document_tokens(datamodule, val_docs)
+    train_tokens = document_tokens(datamodule, train_docs)
+    counts = np.bincount(np.concatenate(train_tokens), minlength=vocab) + 1.0
+    val_tokens = np.concatenate(document_tokens(datamodule, val_docs))
     unigram = -np.log(counts[val_tokens] / counts.sum()).mean()
     below = math.log(vocab) - unigram
     print(f"1. unigram cross-entropy on validation: {unigram:.3f} nats, {below:.2f} below ln(V)")
 
-    frequency, corpus = np.zeros(vocab), datamodule.tokenized
-    for document in train_docs:
-        frequency[np.unique(corpus.span(*corpus.document_sentences(int(document))))] += 1
+    frequency = np.zeros(vocab)  # documents each token occurs in
+    for tokens in train_tokens:
+        frequency[np.unique(tokens)] += 1
     idf = np.log((1 + len(train_docs)) / (1 + frequency)) + 1
     special = np.asarray(special_ids(datamodule.tokenizer).all())
     train_cos, train_labels = cosines(datamodule.train_set, 2, idf, special)

@@ -120,8 +120,7 @@ def main() -> None:
     model = {**OmegaConf.to_container(cfg.model, resolve=True), "vocab_size": vocab_size}
     print(
         f"{args.model}, batches of {cfg.data.batch_size} x up to {cfg.data.max_seq_len} tokens, "
-        f"vocabulary {vocab_size}, "
-        f"{torch.get_num_threads()} thread(s), {args.steps} timed steps each"
+        f"vocabulary {vocab_size}, {torch.get_num_threads()} thread(s), {args.steps} timed steps each"
     )
     print("1. MLM head, on the same batches")
     compare(

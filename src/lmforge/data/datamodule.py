@@ -113,6 +113,9 @@ class PretrainingDataModule(pl.LightningDataModule):
     def _corpus_dir(self) -> Path:
         return self.cache_dir / f"{self.corpus.name}-{fingerprint(self.corpus.settings())}"
 
+    def _no_text(self) -> ConfigError:
+        return ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
+
     def _prepare_tokenizer(self) -> tuple[Tokenizer, str]:
         """The tokenizer and a key that identifies it (a hash of its JSON)."""
         if self.tokenizer is not None:  # set by restore_tokenizer
@@ -131,7 +134,7 @@ class PretrainingDataModule(pl.LightningDataModule):
             sentences = (s for document in self.corpus.unique_documents() for s in document)
             tokenizer = train_wordpiece(sentences, self.tokenizer_settings)
             if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
-                raise ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
+                raise self._no_text()
             with atomic_directory(directory) as scratch:
                 save_tokenizer(tokenizer, scratch, {"corpus": self.corpus.settings(), **settings})
             log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
@@ -146,7 +149,7 @@ class PretrainingDataModule(pl.LightningDataModule):
         with atomic_directory(directory) as scratch:
             corpus = TokenizedCorpus.build(self.corpus.unique_documents(), tokenizer, scratch)
             if corpus.n_tokens == 0:  # raised inside the block: nothing is cached
-                raise ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
+                raise self._no_text()
         log.info(
             "tokenised %d documents, %d sentences, %d tokens into %s",
             corpus.n_documents,
