@@ -1,9 +1,18 @@
 """Backbones written from one library of blocks (attention, feed-forward, positions, norms)."""
 
 from lmforge.models.bert import BertConfig, BertModel
+from lmforge.models.cache import KVCache
 from lmforge.models.config import TransformerConfig
+from lmforge.models.decoder import DecoderConfig, DecoderModel
+from lmforge.models.gpt import GPTConfig
+from lmforge.models.llama import LlamaConfig
 
-BACKBONES = {BertConfig: BertModel}
+BACKBONES = {
+    BertConfig: BertModel,
+    GPTConfig: DecoderModel,
+    LlamaConfig: DecoderModel,
+    DecoderConfig: DecoderModel,
+}
 
 
 def build_backbone(config: TransformerConfig):
@@ -14,4 +23,20 @@ def build_backbone(config: TransformerConfig):
     raise TypeError(f"no backbone is registered for {type(config).__name__}")
 
 
-__all__ = ["BACKBONES", "BertConfig", "BertModel", "TransformerConfig", "build_backbone"]
+def is_decoder(config: TransformerConfig) -> bool:
+    return isinstance(config, DecoderConfig)
+
+
+__all__ = [
+    "BACKBONES",
+    "BertConfig",
+    "BertModel",
+    "DecoderConfig",
+    "DecoderModel",
+    "GPTConfig",
+    "KVCache",
+    "LlamaConfig",
+    "TransformerConfig",
+    "build_backbone",
+    "is_decoder",
+]

@@ -1,10 +1,18 @@
-"""Multi-head self-attention over ``torch.nn.functional.scaled_dot_product_attention``."""
+"""Multi-head self-attention over ``torch.nn.functional.scaled_dot_product_attention``.
+
+One module serves every backbone: bidirectional (BERT) or causal (GPT, LLaMA), with as many key/value
+heads as query heads or fewer (grouped-query attention), with or without rotary positions and a
+key/value cache for decoding.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lmforge.models.cache import LayerCache
+from lmforge.models.rotary import apply_rotary
 
 
 def padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -19,23 +27,60 @@ def padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tens
 
 
 class MultiHeadAttention(nn.Module):
-    """Self-attention with one fused query/key/value projection and an output projection."""
+    """Self-attention with one fused query/key/value projection and an output projection.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+    ``n_kv_heads`` < ``n_heads`` shares each key/value head among ``n_heads / n_kv_heads`` query heads
+    (grouped-query attention); the projection's output is laid out as all query heads, then all key
+    heads, then all value heads.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        n_kv_heads: int | None = None,
+    ) -> None:
         super().__init__()
+        n_kv_heads = n_kv_heads or n_heads
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_kv_heads={n_kv_heads} does not divide n_heads={n_heads}")
         self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
         self.head_dim = d_model // n_heads
         self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.qkv = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        """``attn_mask``: boolean (True = may attend) or additive, broadcastable to
+        (batch, heads, seq, keys); ``is_causal`` applies a causal mask when ``attn_mask`` is None;
+        ``rotary``: the (cos, sin) of each position; ``cache``: past keys and values, extended here."""
         batch, seq, d_model = x.shape
-        # (batch, seq, 3, heads, head_dim) -> three tensors of (batch, heads, seq, head_dim)
-        q, k, v = self.qkv(x).view(batch, seq, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        heads = (self.n_heads, self.n_kv_heads, self.n_kv_heads)
+        # (batch, seq, heads + 2 kv_heads, head_dim) -> (batch, heads..., seq, head_dim), split by role
+        q, k, v = self.qkv(x).view(batch, seq, sum(heads), self.head_dim).transpose(1, 2).split(heads, 1)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if cache is not None:
+            k, v = cache.update(k, v)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal and attn_mask is None,
+            enable_gqa=self.n_kv_heads != self.n_heads,
         )
         return self.out(y.transpose(1, 2).reshape(batch, seq, d_model))

@@ -12,6 +12,7 @@ from lmforge.models.attention import MultiHeadAttention, padding_mask
 from lmforge.models.block import NORM_POSITIONS, TransformerBlock
 from lmforge.models.config import TransformerConfig
 from lmforge.models.feedforward import ACTIVATIONS, FeedForward
+from lmforge.models.numbers import ModelNumbers
 from lmforge.models.positions import POSITIONS, build_positions
 
 
@@ -63,7 +64,7 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
-class BertModel(nn.Module):
+class BertModel(ModelNumbers, nn.Module):
     """Encoder returning one hidden state per token, shape (batch, seq, d_model)."""
 
     def __init__(self, config: BertConfig) -> None:
@@ -117,5 +118,6 @@ class BertModel(nn.Module):
             x = block(x, bias)
         return self.final_norm(x)
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    def lookup_parameters(self) -> int:
+        tables = (self.embeddings.tokens, self.embeddings.segments, self.embeddings.positions)
+        return sum(p.numel() for table in tables for p in table.parameters())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -34,9 +36,12 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.pre_norm = norm_position == "pre"
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **attention_options: Any
+    ) -> torch.Tensor:
+        """``attention_options`` go to the attention module (causality, rotary angles, a KV cache)."""
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, **attention_options))
             return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask, **attention_options)))
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))

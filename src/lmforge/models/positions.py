@@ -1,4 +1,8 @@
-"""Absolute position embeddings: a learned table or the fixed sinusoidal one."""
+"""Absolute position embeddings: a learned table or the fixed sinusoidal one.
+
+``forward(seq_len)`` gives positions 0 .. seq_len - 1; ``gather(position_ids)`` any positions (decoding
+with a cache, left-padded prompts).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ class LearnedPositions(nn.Module):
     def forward(self, seq_len: int) -> torch.Tensor:
         return self.table.weight[:seq_len]
 
+    def gather(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.table(position_ids)
+
 
 class SinusoidalPositions(nn.Module):
     def __init__(self, max_len: int, d_model: int) -> None:
@@ -34,6 +41,9 @@ class SinusoidalPositions(nn.Module):
 
     def forward(self, seq_len: int) -> torch.Tensor:
         return self.table[:seq_len]
+
+    def gather(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.table[position_ids]
 
 
 POSITIONS = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions}
