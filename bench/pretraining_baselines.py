@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def document_tokens(datamodule, documents: np.ndarray) -> list[np.ndarray]:
     """The tokens of each document."""
     corpus = datamodule.tokenized
-    return [corpus.span(*corpus.document_sentences(int(d))) for d in documents]
+    return [corpus.document_tokens(int(d)) for d in documents]
 
 
 def cosines(dataset: BertPretrainingDataset, draws: int, idf: np.ndarray, special: np.ndarray):
@@ -56,7 +56,7 @@ def main() -> None:
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     vocab = datamodule.vocab_size
-    train_docs, val_docs = datamodule.train_set.documents, datamodule.val_set.documents
+    train_docs, val_docs = datamodule.train_documents, datamodule.val_documents
     print(f"corpus {datamodule.corpus.name}, vocabulary {vocab}, ln(V) = {math.log(vocab):.3f} nats")
 
     train_tokens = document_tokens(datamodule, train_docs)

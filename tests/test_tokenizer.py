@@ -1,13 +1,21 @@
-"""WordPiece training, its cache keyed by corpus and settings, and loading a given tokenizer.json."""
+"""WordPiece and byte-level BPE training, the cache keyed by corpus and settings, loading a tokenizer.json."""
 
 import logging
 
 import pytest
 from tokenizers import Tokenizer, models
 
-from lmforge.data import PretrainingDataModule
+from lmforge.data import MaskedLMDataModule
 from lmforge.data.corpus import TextFilesCorpus
-from lmforge.data.tokenizer import SPECIAL_TOKENS, WordPieceSettings, load_tokenizer, train_wordpiece
+from lmforge.data.tokenized import sentence_texts
+from lmforge.data.tokenizer import (
+    END_OF_TEXT,
+    SPECIAL_TOKENS,
+    TokenizerSettings,
+    load_tokenizer,
+    train_bpe,
+    train_wordpiece,
+)
 from lmforge.errors import ConfigError
 
 from .conftest import CORPUS
@@ -20,7 +28,7 @@ SENTENCES = [
 
 
 def test_specials_come_first_and_pairs_get_cls_and_sep():
-    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=200, min_frequency=1))
+    tokenizer = train_wordpiece(SENTENCES, TokenizerSettings(vocab_size=200, min_frequency=1))
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     encoding = tokenizer.encode("the fox", "the dog")
     assert encoding.tokens[0] == "[CLS]" and encoding.tokens.count("[SEP]") == 2
@@ -28,14 +36,50 @@ def test_specials_come_first_and_pairs_get_cls_and_sep():
 
 
 def test_round_trip_of_lowercased_text():
-    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=300, min_frequency=1))
+    tokenizer = train_wordpiece(SENTENCES, TokenizerSettings(vocab_size=300, min_frequency=1))
     text = "The lazy fox splits pieces."
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     assert tokenizer.decode(ids) == text.lower()
 
 
+UNUSUAL = [
+    "Café crème, naïve façade, Ångström, Straße, ĳ and Ωmega.",
+    "Emoji: 🐍🚀 and 👩‍💻 (a joined sequence), flags 🇫🇷, and a lone 🎉.",
+    "def f(x):\n\treturn {'k': x ** 2}  # tabs, newlines\r\n and   spaces",
+    "中文字符, русский текст, العربية, and mixed-script ｗｉｄｅ letters.",
+    "",
+    "   leading and trailing spaces   ",
+]
+
+
+def test_byte_level_bpe_round_trips_any_text_exactly():
+    tokenizer = train_bpe(SENTENCES, TokenizerSettings(kind="bpe", vocab_size=400, min_frequency=1))
+    assert tokenizer.token_to_id(END_OF_TEXT) == 0
+    for text in UNUSUAL:  # none of these characters occur in the training text
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+        assert tokenizer.decode(ids) == text
+        assert tokenizer.token_to_id("[UNK]") is None  # no unknown token: every byte has a piece
+
+
+def test_sentences_tokenised_apart_give_the_ids_of_the_joined_document():
+    tokenizer = train_bpe(SENTENCES, TokenizerSettings(kind="bpe", vocab_size=400, min_frequency=1))
+    document = ["The quick brown fox jumps.", "A tokenizer splits words.", "Pieces become tokens!"]
+    apart = [i for text in sentence_texts(document) for i in tokenizer.encode(text).ids]
+    assert apart == tokenizer.encode(" ".join(document)).ids
+
+
+def test_bpe_settings_ignore_the_wordpiece_only_keys_in_their_cache_key():
+    a = TokenizerSettings(kind="bpe", vocab_size=400, lowercase=True).training_settings()
+    b = TokenizerSettings(kind="bpe", vocab_size=400, lowercase=False, limit_alphabet=5).training_settings()
+    assert a == b
+    with pytest.raises(ConfigError, match="too small for bpe: at least 258"):
+        TokenizerSettings(kind="bpe", vocab_size=100)
+    with pytest.raises(ConfigError, match=r"data\.tokenizer\.kind='sentencepiece' is not one of"):
+        TokenizerSettings(kind="sentencepiece")
+
+
 def test_unknown_words_are_split_into_known_pieces():
-    tokenizer = train_wordpiece(SENTENCES, WordPieceSettings(vocab_size=200, min_frequency=1))
+    tokenizer = train_wordpiece(SENTENCES, TokenizerSettings(vocab_size=200, min_frequency=1))
     tokens = tokenizer.encode("foxes", add_special_tokens=False).tokens
     assert tokens[0] == "fox" and all(t.startswith("##") for t in tokens[1:])
 
@@ -43,7 +87,7 @@ def test_unknown_words_are_split_into_known_pieces():
 def datamodule(tmp_path, **tokenizer):
     corpus = TextFilesCorpus([str(CORPUS / "workshop.txt"), str(CORPUS / "notes.jsonl")])
     settings = {"vocab_size": 300, **tokenizer}
-    return PretrainingDataModule(corpus, settings, str(tmp_path / "cache"), max_seq_len=48, batch_size=4)
+    return MaskedLMDataModule(corpus, settings, str(tmp_path / "cache"), max_seq_len=48, batch_size=4)
 
 
 def test_tokenizer_and_tokens_are_cached_and_reused(tmp_path, caplog, monkeypatch):
@@ -54,14 +98,14 @@ def test_tokenizer_and_tokens_are_cached_and_reused(tmp_path, caplog, monkeypatc
     def must_not_train(*args, **kwargs):
         raise AssertionError("the cached tokenizer should have been reused")
 
-    monkeypatch.setattr("lmforge.data.datamodule.train_wordpiece", must_not_train)
+    monkeypatch.setattr("lmforge.data.tokenizer.train_wordpiece", must_not_train)
     monkeypatch.setattr(TextFilesCorpus, "documents", must_not_train)
     with caplog.at_level(logging.INFO, logger="lmforge"):
         second = datamodule(tmp_path)
         second.prepare_data()
     assert second.tokenizer.get_vocab() == vocab
     assert "reusing the cached tokenizer" in caplog.text
-    assert "reusing the tokenised corpus" in caplog.text
+    assert "reusing the token shards" in caplog.text
 
 
 def test_other_settings_train_another_tokenizer(tmp_path):
@@ -92,4 +136,4 @@ def test_a_tokenizer_without_bert_specials_is_refused(tmp_path):
 
 def test_a_missing_tokenizer_path_is_refused():
     with pytest.raises(ConfigError, match=r"data.tokenizer.path=nowhere.json does not exist"):
-        WordPieceSettings(path="nowhere.json")
+        TokenizerSettings(path="nowhere.json")

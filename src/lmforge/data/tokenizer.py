@@ -1,4 +1,9 @@
-"""WordPiece tokenizers trained with the ``tokenizers`` library, cached under ``data/`` by their settings."""
+"""Tokenizers trained with the ``tokenizers`` library, cached under ``data/`` by their settings.
+
+``wordpiece``: BERT's (normalised, optionally lower-cased, ``##`` continuations, [CLS]/[SEP]/[MASK]).
+``bpe``: GPT-2's byte-level BPE: no normalisation and a byte alphabet, so any text round-trips
+exactly, with one special token, ``<|endoftext|>``, between documents.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,19 @@ log = logging.getLogger(__name__)
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+END_OF_TEXT = "<|endoftext|>"
+KINDS = ("wordpiece", "bpe")
+REQUIRED_TOKENS = {"wordpiece": SPECIAL_TOKENS, "bpe": (END_OF_TEXT,)}
 
 
 @dataclass(frozen=True)
-class WordPieceSettings:
-    """``data.tokenizer``: train a WordPiece vocabulary, or load ``path`` (a ``tokenizer.json``)."""
+class TokenizerSettings:
+    """``data.tokenizer``: train a vocabulary of ``kind``, or load ``path`` (a ``tokenizer.json``).
 
+    ``lowercase`` and ``limit_alphabet`` apply to WordPiece only: byte-level BPE keeps the text as is.
+    """
+
+    kind: str = "wordpiece"
     path: str | None = None
     vocab_size: int = 30522
     lowercase: bool = True
@@ -29,9 +41,16 @@ class WordPieceSettings:
     limit_alphabet: int = 1000
 
     def __post_init__(self) -> None:
-        if self.path is None and self.vocab_size < len(SPECIAL_TOKENS) + 1:
+        if self.kind not in KINDS:
             raise ConfigError(
-                "data.tokenizer.vocab_size", f"data.tokenizer.vocab_size={self.vocab_size} is too small"
+                "data.tokenizer.kind", f"data.tokenizer.kind={self.kind!r} is not one of {', '.join(KINDS)}"
+            )
+        smallest = self.base_size + 1
+        if self.path is None and self.vocab_size < smallest:
+            raise ConfigError(
+                "data.tokenizer.vocab_size",
+                f"data.tokenizer.vocab_size={self.vocab_size} is too small for {self.kind}: "
+                f"at least {smallest}",
             )
         if self.path is not None and not Path(self.path).is_file():
             raise ConfigError(
@@ -40,10 +59,21 @@ class WordPieceSettings:
                 "train one",
             )
 
+    @property
+    def base_size(self) -> int:
+        """Tokens a trained vocabulary holds before it learns anything from text."""
+        return 256 + 1 if self.kind == "bpe" else len(SPECIAL_TOKENS)  # bpe: the bytes and <|endoftext|>
+
     def training_settings(self) -> dict:
         settings = asdict(self)
         settings.pop("path")
-        return {"kind": "wordpiece", **settings}
+        if self.kind == "bpe":  # not used by byte-level BPE: not part of its cache key
+            settings.pop("lowercase")
+            settings.pop("limit_alphabet")
+        return settings
+
+    def train(self, sentences: Iterable[str]) -> Tokenizer:
+        return train_bpe(sentences, self) if self.kind == "bpe" else train_wordpiece(sentences, self)
 
 
 @dataclass(frozen=True)
@@ -58,20 +88,49 @@ class SpecialIds:
         return (self.pad, self.unk, self.cls, self.sep, self.mask)
 
 
-def special_ids(tokenizer: Tokenizer, source: str = "the tokenizer") -> SpecialIds:
-    ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+def check_special_tokens(tokenizer: Tokenizer, kind: str, source: str) -> dict[str, int]:
+    ids = {token: tokenizer.token_to_id(token) for token in REQUIRED_TOKENS[kind]}
     missing = [token for token, index in ids.items() if index is None]
     if missing:
+        needs = "BERT pretraining" if kind == "wordpiece" else "causal-LM pretraining"
         raise ConfigError(
             "data.tokenizer.path",
-            f"{source} lacks the special tokens {', '.join(missing)} that BERT pretraining needs",
+            f"{source} lacks the special tokens {', '.join(missing)} that {needs} needs",
         )
+    return ids
+
+
+def special_ids(tokenizer: Tokenizer, source: str = "the tokenizer") -> SpecialIds:
+    ids = check_special_tokens(tokenizer, "wordpiece", source)
     return SpecialIds(ids[PAD], ids[UNK], ids[CLS], ids[SEP], ids[MASK])
 
 
-def train_wordpiece(
-    sentences: Iterable[str], settings: WordPieceSettings, length: int | None = None
-) -> Tokenizer:
+def end_of_text_id(tokenizer: Tokenizer, source: str = "the tokenizer") -> int:
+    return check_special_tokens(tokenizer, "bpe", source)[END_OF_TEXT]
+
+
+def tokenizer_kind(tokenizer: Tokenizer) -> str:
+    """``bpe`` or ``wordpiece``, from the model inside a tokenizer (for checkpoints and files)."""
+    return "bpe" if json.loads(tokenizer.to_str())["model"]["type"] == "BPE" else "wordpiece"
+
+
+def train_bpe(sentences: Iterable[str], settings: TokenizerSettings) -> Tokenizer:
+    """A GPT-2 style byte-level BPE tokenizer (spaces belong to the following word: ``Ġword``)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=settings.vocab_size,
+        min_frequency=settings.min_frequency,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=True,
+    )
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    return tokenizer
+
+
+def train_wordpiece(sentences: Iterable[str], settings: TokenizerSettings) -> Tokenizer:
     """A BERT-style WordPiece tokenizer (BERT normaliser and pre-tokeniser, ``##`` continuations)."""
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=settings.lowercase)
@@ -85,7 +144,7 @@ def train_wordpiece(
         continuing_subword_prefix="##",
         show_progress=True,
     )
-    tokenizer.train_from_iterator(sentences, trainer=trainer, length=length)
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
     ids = special_ids(tokenizer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}",
@@ -95,12 +154,13 @@ def train_wordpiece(
     return tokenizer
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
+def load_tokenizer(path: str | Path, kind: str = "wordpiece") -> Tokenizer:
+    """Read a ``tokenizer.json`` and check it has the special tokens that ``kind``'s objective needs."""
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # the Rust side raises a bare Exception for any parse error
         raise ConfigError("data.tokenizer.path", f"{path} is not a tokenizer.json file ({err})") from err
-    special_ids(tokenizer, source=str(path))
+    check_special_tokens(tokenizer, kind, str(path))
     return tokenizer
 
 

@@ -1,0 +1,200 @@
+"""What every pretraining DataModule shares: corpus -> tokenizer -> token shards -> train/val split.
+
+``prepare_data`` trains or loads the tokenizer and tokenises the corpus into ``cache_dir``, each step
+keyed by its inputs and reused when they have not changed (``python -m lmforge.data.prepare`` runs
+it alone). Subclasses turn the shards into batches for their objective.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from lmforge.data.cache import atomic_directory, fingerprint
+from lmforge.data.corpus.base import Corpus
+from lmforge.data.tokenized import DEFAULT_SHARD_TOKENS, FORMAT_VERSION, TokenizedCorpus
+from lmforge.data.tokenizer import (
+    TokenizerSettings,
+    check_special_tokens,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_kind,
+)
+from lmforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_SPLIT_SEED = 0  # the train/val split depends on the corpus only, never on the run's seed
+
+
+class CorpusDataModule(pl.LightningDataModule):
+    """Shared settings and preparation; ``setup`` leaves ``tokenized`` and the two document lists."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        tokenizer: dict[str, Any],
+        cache_dir: str,
+        max_seq_len: int = 128,
+        batch_size: int = 64,
+        val_fraction: float = 0.05,
+        num_workers: int = 0,
+        seed: int = 0,
+        shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.tokenizer_settings = TokenizerSettings(**tokenizer)
+        self.cache_dir = Path(cache_dir)
+        self.max_seq_len = max_seq_len
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.num_workers = num_workers
+        self.seed = seed
+        self.shard_tokens = shard_tokens
+        self._check_settings()
+        self.corpus.check()
+        self.tokenizer: Tokenizer | None = None
+        self.tokens_dir: Path | None = None
+        self.tokenized: TokenizedCorpus | None = None
+        self.train_documents: np.ndarray | None = None
+        self.val_documents: np.ndarray | None = None
+
+    def require(self, ok: bool, key: str, rule: str) -> None:
+        """Raise a ``ConfigError`` naming ``key`` and its value unless ``ok``."""
+        if not ok:
+            value = getattr(self, key.split(".")[-1])
+            raise ConfigError(key, f"{key}={value} {rule}")
+
+    def _check_settings(self) -> None:
+        self.require(self.max_seq_len >= 8, "data.max_seq_len", "must be at least 8")
+        self.require(self.batch_size >= 1, "data.batch_size", "must be at least 1")
+        self.require(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
+        self.require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        self.require(self.shard_tokens >= 1, "data.shard_tokens", "must be at least 1")
+
+    # ----------------------------------------------------------------------------------------------
+    # Preparation: cached steps
+
+    def _corpus_dir(self) -> Path:
+        return self.cache_dir / f"{self.corpus.name}-{fingerprint(self.corpus.settings())}"
+
+    def no_text(self) -> ConfigError:
+        return ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
+
+    def _prepare_tokenizer(self) -> tuple[Tokenizer, str]:
+        """The tokenizer and a key that identifies it (a hash of its JSON)."""
+        kind = self.tokenizer_settings.kind
+        if self.tokenizer is not None:  # set by restore_tokenizer
+            return self.tokenizer, fingerprint(self.tokenizer.to_str())
+        if self.tokenizer_settings.path is not None:
+            path = Path(self.tokenizer_settings.path)
+            log.info("using the tokenizer at %s", path)
+            tokenizer = load_tokenizer(path, kind)
+            return tokenizer, fingerprint(tokenizer.to_str())
+        settings = self.tokenizer_settings.training_settings()
+        directory = self._corpus_dir() / f"{kind}-{fingerprint(settings)}"
+        if (directory / "tokenizer.json").is_file():
+            log.info("reusing the cached tokenizer at %s", directory)
+        else:
+            log.info("training a %s tokenizer (%s)", kind, settings)
+            sentences = (s for document in self.corpus.unique_documents() for s in document)
+            tokenizer = self.tokenizer_settings.train(sentences)
+            if tokenizer.get_vocab_size() <= self.tokenizer_settings.base_size:
+                raise self.no_text()
+            with atomic_directory(directory) as scratch:
+                save_tokenizer(tokenizer, scratch, {"corpus": self.corpus.settings(), **settings})
+            log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
+        tokenizer = load_tokenizer(directory / "tokenizer.json", kind)
+        return tokenizer, fingerprint(tokenizer.to_str())
+
+    def _prepare_tokens(self, tokenizer: Tokenizer, tokenizer_key: str) -> Path:
+        directory = self._corpus_dir() / f"tokens-v{FORMAT_VERSION}-{tokenizer_key}"
+        if (directory / "meta.json").is_file():
+            log.info("reusing the token shards at %s", directory)
+            return directory
+        with atomic_directory(directory) as scratch:
+            corpus = TokenizedCorpus.build(
+                self.corpus.unique_documents(), tokenizer, scratch, self.shard_tokens
+            )
+            if corpus.n_tokens == 0:  # raised inside the block: nothing is cached
+                raise self.no_text()
+            shards = len(corpus.shards)
+        log.info(
+            "tokenised %d documents, %d sentences, %d tokens into %d shard(s) at %s",
+            corpus.n_documents,
+            corpus.n_sentences,
+            corpus.n_tokens,
+            shards,
+            directory,
+        )
+        return directory
+
+    def prepare_data(self) -> None:
+        """Make (or find) the tokenizer and the token shards; cheap when both are cached."""
+        if self.tokens_dir is not None:
+            return
+        self.tokenizer, key = self._prepare_tokenizer()
+        self.tokens_dir = self._prepare_tokens(self.tokenizer, key)
+
+    @property
+    def vocab_size(self) -> int:
+        self.prepare_data()
+        return self.tokenizer.get_vocab_size()
+
+    # ----------------------------------------------------------------------------------------------
+    # Set-up: load the shards and split documents
+
+    def split_documents(self, n_documents: int) -> tuple[np.ndarray, np.ndarray]:
+        """Document indices for training and validation; every document lands in exactly one."""
+        in_val = np.random.default_rng(_SPLIT_SEED).random(n_documents) < self.val_fraction
+        if not in_val.any():
+            in_val[-1] = True
+        return np.flatnonzero(~in_val), np.flatnonzero(in_val)
+
+    def load_tokens(self) -> None:
+        """Prepare if needed, then map the shards and split their documents."""
+        self.prepare_data()
+        self.tokenized = TokenizedCorpus.load(self.tokens_dir)
+        self.train_documents, self.val_documents = self.split_documents(self.tokenized.n_documents)
+
+    # ----------------------------------------------------------------------------------------------
+    # Checkpoints carry the tokenizer, so a checkpoint is usable on its own.
+
+    def restore_tokenizer(self, ckpt_path: str) -> None:
+        """Resume with the tokenizer a checkpoint was trained with (training one is not repeatable
+        bit for bit: the ``tokenizers`` trainer breaks ties in hash order)."""
+        checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+        saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
+        if saved is None:
+            raise ConfigError(
+                "ckpt_path", f"{ckpt_path} holds no tokenizer: is it a checkpoint of this task?"
+            )
+        tokenizer = Tokenizer.from_str(saved)
+        if tokenizer_kind(tokenizer) != self.tokenizer_settings.kind:
+            raise ConfigError(
+                "ckpt_path",
+                f"{ckpt_path} was trained with a {tokenizer_kind(tokenizer)} tokenizer, this run's objective "
+                f"uses {self.tokenizer_settings.kind}: resume with the objective it was trained with",
+            )
+        check_special_tokens(tokenizer, self.tokenizer_settings.kind, f"the tokenizer of {ckpt_path}")
+        self.tokenizer = tokenizer
+        log.info("resuming with the tokenizer stored in %s", ckpt_path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("tokenizer")
+        if saved is not None and self.tokenizer is not None and saved != self.tokenizer.to_str():
+            raise ConfigError(
+                "ckpt_path",
+                "the checkpoint was trained with another tokenizer than this run's data settings make: "
+                "resume with the same data and data.tokenizer settings",
+            )

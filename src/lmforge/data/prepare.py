@@ -1,0 +1,50 @@
+"""Tokenise a corpus into shards ahead of training: ``python -m lmforge.data.prepare data=... [model=...]``.
+
+The DataModule runs the same step on demand; running it alone lets a cluster job start from ready
+shards, or several runs share them. A second call with the same settings only reports what is cached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from lmforge.checks import build, find_config_error
+from lmforge.resolvers import register_resolvers
+
+register_resolvers()
+CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+
+
+def prepare(cfg: DictConfig) -> Path:
+    """Build ``cfg.data`` and prepare it; returns the folder of the token shards."""
+    datamodule = build(cfg.data)
+    datamodule.prepare_data()
+    meta = json.loads((datamodule.tokens_dir / "meta.json").read_text())
+    print(
+        f"{datamodule.corpus.name}: {meta['documents']:,} documents, {meta['sentences']:,} sentences, "
+        f"{meta['tokens']:,} tokens ({meta['dtype']}) in {len(meta['shards'])} shard(s); "
+        f"{datamodule.tokenizer_settings.kind} vocabulary of {datamodule.vocab_size:,}\n"
+        f"shards: {datamodule.tokens_dir}"
+    )
+    return datamodule.tokens_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    try:
+        prepare(cfg)
+    except Exception as error:
+        config_error = find_config_error(error)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
