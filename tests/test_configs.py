@@ -42,7 +42,63 @@ def test_the_ladder_is_complete():
     assert set(LADDER) <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", MODELS)
+def gpt_parameters(layers: int, h: int, f: int, vocab: int = 50257, positions: int = 1024) -> int:
+    """GPT-2 counted from its definition: tied head, learned positions, biases everywhere."""
+    layer = 2 * 2 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * f + f) + (f * h + h)
+    return vocab * h + positions * h + layers * layer + 2 * h
+
+
+def llama_parameters(layers: int, h: int, heads: int, kv_heads: int, f: int, vocab: int = 32000) -> int:
+    """LLaMA counted from its definition: untied head, no biases, grouped K/V, SwiGLU (3 matrices)."""
+    kv = 2 * h * (h // heads) * kv_heads
+    layer = 2 * h + h * h + kv + h * h + 3 * h * f
+    return 2 * vocab * h + layers * layer + h
+
+
+# name: (count formula's arguments, published size) for the decoder presets
+DECODERS = {
+    "gpt2_small": (gpt_parameters, (12, 768, 3072), 124.4e6),
+    "gpt2_medium": (gpt_parameters, (24, 1024, 4096), 354.8e6),
+    "gpt2_large": (gpt_parameters, (36, 1280, 5120), 774.0e6),
+    "gpt2_xl": (gpt_parameters, (48, 1600, 6400), 1557.6e6),
+    "tinyllama_1b": (llama_parameters, (22, 2048, 32, 4, 5632), 1100.0e6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_decoder_preset_matches_its_published_size(name, make_cfg):
+    cfg = make_cfg(f"model={name}", tiny=False)
+    assert cfg.objective.kind == "clm"  # a decoder preset picks the causal-LM objective
+    config = instantiate(cfg.model)
+    with torch.device("meta"):
+        backbone = build_backbone(config)
+    formula, args, published = DECODERS[name]
+    assert backbone.num_parameters() == formula(*args)
+    assert backbone.num_parameters() == pytest.approx(published, rel=0.001)
+
+
+@pytest.mark.parametrize("name", ["gpt_tiny", "gpt_mini", "llama_tiny", "llama_mini"])
+def test_small_decoder_presets_build_run_and_count_their_flops(name, make_cfg):
+    config = instantiate(make_cfg(f"model={name}", "model.vocab_size=300", tiny=False).model)
+    model = build_backbone(config).eval()
+    logits = model.logits(model(torch.randint(0, 300, (2, 16))))
+    assert logits.shape == (2, 16, 300)
+    # 6 N + 12 L d T, where N leaves out what is only looked up: GPT's position table (its token
+    # table is also the head, so it counts), LLaMA's token table (its head is a separate matrix).
+    d = config.d_model
+    looked_up = config.max_seq_len * d if name.startswith("gpt") else 300 * d
+    attention = 12 * config.n_layers * d * 128
+    assert model.flops_per_token(128) == 6 * (model.num_parameters() - looked_up) + attention
+
+
+def test_bert_counts_its_flops_without_its_lookup_tables():
+    config = BertConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=40)
+    model = build_backbone(config)
+    tables = 300 * 32 + 2 * 32 + 40 * 32  # tokens, segments, positions
+    assert model.flops_per_token(40) == 6 * (model.num_parameters() - tables) + 12 * 2 * 32 * 40
+
+
+@pytest.mark.parametrize("name", sorted(LADDER))
 def test_model_preset_instantiates_with_the_expected_size(name, make_cfg):
     cfg = make_cfg(f"model={name}", tiny=False)
     config = instantiate(cfg.model)
@@ -103,5 +159,19 @@ def test_trainer_presets_build(name, make_cfg):
 def test_default_composition(make_cfg):
     cfg = make_cfg(tiny=False)
     assert cfg.model.d_model == 128 and cfg.model.n_layers == 2
-    assert cfg.objective.nsp is True and cfg.data.nsp is True
+    assert cfg.objective.nsp is True and cfg.data.objective.kind == "mlm"
     assert cfg.data.corpus._target_.endswith("StdlibCorpus")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kind"),
+    [
+        (["model=gpt_tiny"], "clm"),
+        (["model=llama_tiny"], "clm"),
+        (["model=bert_tiny"], "mlm"),
+        (["model=gpt_tiny", "objective=mlm"], "mlm"),  # the command line wins over the preset's choice
+    ],
+)
+def test_a_decoder_preset_picks_causal_lm(overrides, kind, make_cfg):
+    cfg = make_cfg(*overrides, tiny=False)
+    assert cfg.objective.kind == kind and cfg.data.objective.kind == kind

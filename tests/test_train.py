@@ -56,7 +56,7 @@ def test_checkpoints_hold_the_step_the_hyperparameters_and_the_tokenizer(short_r
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 30
     assert checkpoint["hyper_parameters"]["model"]["vocab_size"] <= 400
-    assert "tokenizer" in checkpoint["PretrainingDataModule"]
+    assert "tokenizer" in checkpoint["MaskedLMDataModule"]
     assert len(list((run_dir / "checkpoints").glob("step*-val_loss*.ckpt"))) == 1
 
 

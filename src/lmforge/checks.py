@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lmforge.errors import ConfigError
+from lmforge.models import TransformerConfig, is_decoder
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -46,6 +47,25 @@ def check_config(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError("ckpt_path", f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) path")
+
+
+def check_model_objective(model: TransformerConfig, objective: dict[str, Any]) -> None:
+    """An encoder trains with a masked-LM objective, a decoder with the causal-LM one."""
+    kind = objective.get("kind")
+    if kind not in ("mlm", "clm"):
+        raise ConfigError("objective.kind", f"objective.kind={kind!r} is not one of mlm, clm")
+    if is_decoder(model) and kind == "mlm":
+        raise ConfigError(
+            "objective",
+            f"{type(model).__name__} is a causal decoder and cannot train a masked-LM objective: use "
+            "objective=clm (the default of decoder presets), or an encoder such as model=bert_tiny",
+        )
+    if not is_decoder(model) and kind == "clm":
+        raise ConfigError(
+            "objective",
+            f"{type(model).__name__} is a bidirectional encoder and cannot train causal LM: use "
+            "objective=mlm_nsp or objective=mlm, or a decoder such as model=gpt_tiny or model=llama_tiny",
+        )
 
 
 def build(node: Any, **kwargs: Any) -> Any:

@@ -6,8 +6,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import lightning.pytorch as pl
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from lmforge.errors import ConfigError
 
@@ -90,3 +92,18 @@ def lr_multiplier(settings: OptimizerSettings, total_steps: int) -> Callable[[in
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def configure_optimizers(module: pl.LightningModule, settings: OptimizerSettings) -> dict:
+    """AdamW and its per-step schedule, for a LightningModule's ``configure_optimizers``."""
+    optimizer = build_optimizer(module, settings)
+    estimate = module.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
+    if not math.isfinite(estimate) and settings.schedule != "constant":
+        raise ConfigError(
+            "trainer.max_steps",
+            "the learning-rate schedule needs a training length: set trainer.max_steps (or "
+            "trainer.max_epochs), or optim.schedule=constant",
+        )
+    total = max(1, int(estimate)) if math.isfinite(estimate) else 1
+    scheduler = LambdaLR(optimizer, lr_multiplier(settings, total))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -14,10 +14,11 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checks import build, check_config, find_config_error
+from lmforge.checks import build, check_config, check_model_objective, find_config_error
 from lmforge.optim import OptimizerSettings
 from lmforge.resolvers import register_resolvers
-from lmforge.tasks import BertPretraining
+from lmforge.runtime import keep_freed_memory
+from lmforge.tasks import TASKS
 
 log = logging.getLogger("lmforge.train")
 
@@ -49,6 +50,8 @@ def train(cfg: DictConfig) -> float | None:
     check_config(cfg)
     # Everything below validates its settings as it is built, before any data is read.
     model_config = build(cfg.model)
+    objective = OmegaConf.to_container(cfg.objective, resolve=True)
+    check_model_objective(model_config, objective)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
     datamodule = build(cfg.data)
@@ -78,8 +81,14 @@ def train(cfg: DictConfig) -> float | None:
             datamodule.vocab_size,
         )
         model["vocab_size"] = datamodule.vocab_size
-    task = BertPretraining(
-        model=model, objective=OmegaConf.to_container(cfg.objective, resolve=True), optim=optim
+    task = TASKS[objective["kind"]](model=model, objective=objective, optim=optim)
+    backbone = task.backbone
+    log.info(
+        "%s: %.2f M parameters in the backbone, %.1f MFLOP per token to train at %d tokens (6N + 12 L d T)",
+        type(backbone).__name__,
+        backbone.num_parameters() / 1e6,
+        backbone.flops_per_token(cfg.data.max_seq_len) / 1e6,
+        cfg.data.max_seq_len,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -89,6 +98,7 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    keep_freed_memory()
     try:
         return train(cfg)
     except Exception as error:

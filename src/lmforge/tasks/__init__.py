@@ -1,5 +1,8 @@
 """LightningModules: a backbone, the heads of an objective, their losses, metrics and optimiser."""
 
-from lmforge.tasks.pretraining import BertPretraining
+from lmforge.tasks.causal_lm import CausalLMPretraining
+from lmforge.tasks.masked_lm import BertPretraining
 
-__all__ = ["BertPretraining"]
+TASKS = {"mlm": BertPretraining, "clm": CausalLMPretraining}
+
+__all__ = ["TASKS", "BertPretraining", "CausalLMPretraining"]

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
-from lmforge.errors import ConfigError
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
-from lmforge.optim import OptimizerSettings, build_optimizer, lr_multiplier
+from lmforge.optim import OptimizerSettings, configure_optimizers
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 
 
 class BertPretraining(pl.LightningModule):
-    """Backbone + MLM head (+ NSP head), trained on batches from ``PretrainingDataModule``.
+    """Backbone + MLM head (+ NSP head), trained on batches from ``MaskedLMDataModule``.
 
     ``model`` is the ``model`` config (a ``_target_`` naming the backbone's config class), ``objective``
     and ``optim`` are their config groups as plain dicts, so a checkpoint rebuilds the module alone.
@@ -107,14 +104,4 @@ class BertPretraining(pl.LightningModule):
             self.log(f"val/{name}", value, prog_bar=name in shown)
 
     def configure_optimizers(self) -> dict:
-        optimizer = build_optimizer(self, self.optim)
-        estimate = self.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
-        if not math.isfinite(estimate) and self.optim.schedule != "constant":
-            raise ConfigError(
-                "trainer.max_steps",
-                "the learning-rate schedule needs a training length: set trainer.max_steps (or "
-                "trainer.max_epochs), or optim.schedule=constant",
-            )
-        total = max(1, int(estimate)) if math.isfinite(estimate) else 1
-        scheduler = LambdaLR(optimizer, lr_multiplier(self.optim, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self, self.optim)

@@ -1,0 +1,112 @@
+"""Generation entry point: ``python generate.py ckpt_path=... prompt="..."``.
+
+Decoder checkpoints continue each prompt (KV cache, greedy or sampled, batched with left padding);
+encoder checkpoints print the most likely tokens for each [MASK] of the prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from tokenizers import Tokenizer
+
+from lmforge.checks import find_config_error
+from lmforge.decoding import SamplingSettings, fill_mask, generate
+from lmforge.errors import ConfigError
+from lmforge.tasks import TASKS
+
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+log = logging.getLogger("lmforge.generate")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def load_checkpoint(ckpt_path: str, device: torch.device) -> tuple[Any, Tokenizer, str]:
+    """The task module (in eval mode), its tokenizer and its objective kind (``mlm`` or ``clm``)."""
+    if not Path(ckpt_path).is_file():
+        raise ConfigError("ckpt_path", f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) path")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    kind = checkpoint.get("hyper_parameters", {}).get("objective", {}).get("kind", "mlm")
+    saved = [v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
+    if kind not in TASKS or not saved:
+        raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
+    task = TASKS[kind].load_from_checkpoint(ckpt_path, map_location=device)
+    return task.eval(), Tokenizer.from_str(saved[0]), kind
+
+
+def run(cfg: DictConfig) -> list[str]:
+    """Generate for every prompt of ``cfg``; returns the printed blocks."""
+    prompts = ([cfg.prompt] if cfg.prompt is not None else []) + list(cfg.prompts)
+    if not prompts:
+        raise ConfigError("prompt", 'no prompt: give prompt="..." or prompts=["...","..."]')
+    try:
+        settings = SamplingSettings(cfg.sample, cfg.temperature, cfg.top_k, cfg.top_p)
+    except ValueError as error:
+        raise ConfigError("sample", str(error)) from None
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.device == "auto" else cfg.device)
+    task, tokenizer, kind = load_checkpoint(cfg.ckpt_path, device)
+    blocks = []
+    if kind == "mlm":
+        for prompt in prompts:
+            try:
+                candidates = fill_mask(task, tokenizer, prompt, cfg.fill_top_k)
+            except ValueError as error:
+                raise ConfigError("prompt", f"{error}: an encoder checkpoint fills [MASK] tokens") from None
+            lines = [prompt]
+            for number, options in enumerate(candidates, start=1):
+                shown = ", ".join(f"{token} ({p:.3f})" for token, p in options)
+                lines.append(f"  [MASK] {number}: {shown}")
+            blocks.append("\n".join(lines))
+        return blocks
+
+    eot = tokenizer.token_to_id("<|endoftext|>")
+    encoded = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    context = task.backbone.config.max_seq_len
+    room = context - max(len(ids) for ids in encoded)
+    if room < 1:
+        raise ConfigError(
+            "prompt", f"the longest prompt fills the model's context of {context} tokens: shorten it"
+        )
+    if cfg.max_new_tokens > room:
+        log.warning(
+            "max_new_tokens=%d -> %d: the model's context is %d tokens", cfg.max_new_tokens, room, context
+        )
+    try:
+        outputs = generate(
+            task.backbone,
+            encoded,
+            min(cfg.max_new_tokens, room),
+            settings,
+            eos_id=eot if cfg.stop_at_eot else None,
+            pad_id=eot if eot is not None else 0,
+            use_cache=cfg.use_cache,
+            generator=generator,
+        )
+    except ValueError as error:
+        raise ConfigError("max_new_tokens", str(error)) from None
+    return [prompt + tokenizer.decode(new) for prompt, new in zip(prompts, outputs, strict=True)]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+def main(cfg: DictConfig) -> None:
+    try:
+        blocks = run(cfg)
+    except Exception as error:
+        config_error = find_config_error(error)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print("\n\n".join(blocks))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Causal-LM pretraining: next-token cross-entropy over packed blocks, on a decoder backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from lmforge.models import build_backbone
+from lmforge.optim import OptimizerSettings, configure_optimizers
+
+
+class CausalLMPretraining(pl.LightningModule):
+    """A ``DecoderModel`` trained on batches from ``CausalLMDataModule``.
+
+    Logs the loss (nats per token), its perplexity, and the tokens seen so far (summed over devices;
+    stored in checkpoints, so a resumed run keeps counting).
+    """
+
+    def __init__(self, model: dict[str, Any], objective: dict[str, Any], optim: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = instantiate(model)
+        self.backbone = build_backbone(self.config)
+        self.optim = OptimizerSettings(**optim)
+        self.val_loss = MeanMetric()
+        self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (batch, seq, vocab)."""
+        return self.backbone.logits(self.backbone(input_ids, attention_mask))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self(batch["input_ids"])
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.tokens_seen += batch["labels"].numel() * self.trainer.world_size
+        batch_size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/perplexity", torch.exp(loss.detach()), batch_size=batch_size)
+        self.log("train/tokens", self.tokens_seen.float(), batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_loss.update(self.loss(batch), batch["labels"].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/perplexity", torch.exp(loss))
+
+    def configure_optimizers(self) -> dict:
+        return configure_optimizers(self, self.optim)
