@@ -13,10 +13,10 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-all bench lint format clean
+.PHONY: help venv data-debian train test test-all bench lint format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, dev tools)
+
+data-debian: $(STAMP) ## fetch and unpack the debian_docs corpus into data/debian; install its PyPI readers
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
+	bash scripts/fetch_debian.sh data/debian
 
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)
@@ -35,9 +39,11 @@ test: $(STAMP) ## run the test suite (without tests marked slow)
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
 
-bench: $(STAMP) ## measure training speed choices side by side, and the no-context baselines (bench/)
+bench: $(STAMP) ## measure speed choices side by side (training, KV-cache decoding, malloc) and the no-context baselines
 	$(TEST_ENV) $(PY) bench/pretraining_speed.py
 	$(TEST_ENV) $(PY) bench/pretraining_baselines.py
+	$(TEST_ENV) $(PY) bench/decoding_speed.py
+	$(PY) bench/allocator_speed.py
 
 lint: $(STAMP) ## run the pre-commit hooks on every file
 	$(VENV)/bin/pre-commit run --all-files
