@@ -7,33 +7,39 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import ROOT
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_entry(*args: str, timeout: int = 1800) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``python <args>`` at the root as a user would (two threads); the result and the wall time."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, time.perf_counter() - start
+
+
+def final_validation(run: Path) -> tuple[dict[str, str], int]:
+    """The last validation row of a run's metrics and the size of its vocabulary."""
+    with open(run / "csv" / "metrics.csv") as handle:
+        final = [row for row in csv.DictReader(handle) if row.get("val/loss")][-1]
+    return final, len(json.loads((run / "tokenizer.json").read_text())["model"]["vocab"])
+
 
 @pytest.mark.slow
 def test_default_run_learns_masked_lm_and_next_sentence_prediction(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={tmp_path}/run", f"paths.data_dir={tmp_path}/data"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    elapsed = time.perf_counter() - start
-    assert result.returncode == 0, result.stderr[-3000:]
-
+    _, elapsed = run_entry("train.py", f"hydra.run.dir={tmp_path}/run", f"paths.data_dir={tmp_path}/data")
     run = tmp_path / "run"
     max_steps = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["trainer"]["max_steps"]
-    with open(run / "csv" / "metrics.csv") as handle:
-        final = [row for row in csv.DictReader(handle) if row.get("val/loss")][-1]
-    vocab = len(json.loads((run / "tokenizer.json").read_text())["model"]["vocab"])
+    final, vocab = final_validation(run)
     gap = math.log(vocab) - float(final["val/mlm_loss"])
     print(
         f"\nwall {elapsed:.0f} s, vocabulary {vocab}, val mlm_loss {float(final['val/mlm_loss']):.3f} "
@@ -47,29 +53,11 @@ def test_default_run_learns_masked_lm_and_next_sentence_prediction(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["gpt_tiny", "llama_tiny"])
 def test_a_tiny_decoder_default_run_learns_causal_lm_within_ten_minutes(model, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
-    start = time.perf_counter()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            f"model={model}",
-            f"hydra.run.dir={tmp_path}/run",
-            f"paths.data_dir={tmp_path}/data",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    _, elapsed = run_entry(
+        "train.py", f"model={model}", f"hydra.run.dir={tmp_path}/run", f"paths.data_dir={tmp_path}/data"
     )
-    elapsed = time.perf_counter() - start
-    assert result.returncode == 0, result.stderr[-3000:]
-
     run = tmp_path / "run"
-    with open(run / "csv" / "metrics.csv") as handle:
-        final = [row for row in csv.DictReader(handle) if row.get("val/loss")][-1]
-    vocab = len(json.loads((run / "tokenizer.json").read_text())["model"]["vocab"])
+    final, vocab = final_validation(run)
     loss = float(final["val/loss"])
     gap = math.log(vocab) - loss
     print(f"\n{model}: wall {elapsed:.0f} s, vocabulary {vocab}, val loss {loss:.3f} ({gap:.2f} below ln V)")
@@ -77,18 +65,7 @@ def test_a_tiny_decoder_default_run_learns_causal_lm_within_ten_minutes(model, t
     assert gap >= 3.5
     assert elapsed < 600
 
-    generated = subprocess.run(
-        [
-            sys.executable,
-            "generate.py",
-            f"ckpt_path={run}/checkpoints/last.ckpt",
-            "prompt=The import statement",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    generated, _ = run_entry(
+        "generate.py", f"ckpt_path={run}/checkpoints/last.ckpt", "prompt=The import statement"
     )
-    assert generated.returncode == 0, generated.stderr[-3000:]
     assert generated.stdout.startswith("The import statement")

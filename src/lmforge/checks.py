@@ -6,8 +6,10 @@ Each component also validates its own settings when it is built (``BertConfig``,
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from hydra.errors import InstantiationException
@@ -18,6 +20,7 @@ from lmforge.errors import ConfigError
 from lmforge.models import TransformerConfig, is_decoder
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+T = TypeVar("T")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -77,6 +80,18 @@ def build(node: Any, **kwargs: Any) -> Any:
         if config_error is None:
             raise
         raise config_error from None
+
+
+def exit_on_config_error(run: Callable[[], T]) -> T:
+    """Call ``run``; a ``ConfigError`` behind what it raises prints ``error: ...`` and exits with 2."""
+    try:
+        return run()
+    except Exception as error:
+        config_error = find_config_error(error)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def find_config_error(error: BaseException) -> ConfigError | None:

@@ -7,7 +7,6 @@ encoder checkpoints print the most likely tokens for each [MASK] of the prompt.
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
-from lmforge.checks import find_config_error
+from lmforge.checks import exit_on_config_error
 from lmforge.decoding import SamplingSettings, fill_mask, generate
 from lmforge.errors import ConfigError
 from lmforge.tasks import TASKS
@@ -97,14 +96,7 @@ def run(cfg: DictConfig) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
 def main(cfg: DictConfig) -> None:
-    try:
-        blocks = run(cfg)
-    except Exception as error:
-        config_error = find_config_error(error)
-        if config_error is None:
-            raise
-        print(f"error: {config_error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    blocks = exit_on_config_error(lambda: run(cfg))
     print("\n\n".join(blocks))
 
 

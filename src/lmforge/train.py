@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checks import build, check_config, check_model_objective, find_config_error
+from lmforge.checks import build, check_config, check_model_objective, exit_on_config_error
 from lmforge.optim import OptimizerSettings
 from lmforge.resolvers import register_resolvers
 from lmforge.runtime import keep_freed_memory
@@ -99,14 +98,7 @@ def train(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     keep_freed_memory()
-    try:
-        return train(cfg)
-    except Exception as error:
-        config_error = find_config_error(error)
-        if config_error is None:
-            raise
-        print(f"error: {config_error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return exit_on_config_error(lambda: train(cfg))
 
 
 if __name__ == "__main__":

@@ -60,14 +60,7 @@ class CausalLMDataModule(CorpusDataModule):
 
     def _loader(self, blocks: PackedBlocks, shuffle: bool) -> DataLoader:
         sampler = BlockSampler(len(blocks.stream), blocks.block_len, shuffle=shuffle, seed=self.seed)
-        return DataLoader(
-            blocks,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-        )
+        return self.loader(blocks, sampler, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -8,6 +8,7 @@ it alone). Subclasses turn the shards into batches for their objective.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.corpus.base import Corpus
@@ -163,6 +165,20 @@ class CorpusDataModule(pl.LightningDataModule):
         self.prepare_data()
         self.tokenized = TokenizedCorpus.load(self.tokens_dir)
         self.train_documents, self.val_documents = self.split_documents(self.tokenized.n_documents)
+
+    def loader(
+        self, dataset: Dataset, sampler: Sampler, shuffle: bool, collate_fn: Callable | None = None
+    ) -> DataLoader:
+        """Batches of ``dataset`` in ``sampler``'s order; training (``shuffle``) drops a last short batch."""
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Checkpoints carry the tokenizer, so a checkpoint is usable on its own.

@@ -31,9 +31,6 @@ class MaskedLMDataModule(CorpusDataModule):
         corpus: Corpus,
         tokenizer: dict[str, Any],
         cache_dir: str,
-        max_seq_len: int = 128,
-        batch_size: int = 64,
-        val_fraction: float = 0.05,
         val_draws: int = 1,
         short_seq_prob: float = 0.1,
         nsp: bool = True,
@@ -41,11 +38,10 @@ class MaskedLMDataModule(CorpusDataModule):
         mask_token_ratio: float = 0.8,
         random_token_ratio: float = 0.1,
         group_by_length: bool = True,
-        num_workers: int = 0,
         pad_to_multiple_of: int = 8,
-        seed: int = 0,
         **shared: Any,
     ) -> None:
+        """``shared``: the settings of ``CorpusDataModule`` (sequence length, batch size, split, ...)."""
         self.val_draws = val_draws
         self.short_seq_prob = short_seq_prob
         self.nsp = nsp
@@ -54,17 +50,7 @@ class MaskedLMDataModule(CorpusDataModule):
         self.random_token_ratio = random_token_ratio
         self.group_by_length = group_by_length
         self.pad_to_multiple_of = pad_to_multiple_of
-        super().__init__(
-            corpus,
-            {"kind": "wordpiece", **tokenizer},
-            cache_dir,
-            max_seq_len=max_seq_len,
-            batch_size=batch_size,
-            val_fraction=val_fraction,
-            num_workers=num_workers,
-            seed=seed,
-            **shared,
-        )
+        super().__init__(corpus, {"kind": "wordpiece", **tokenizer}, cache_dir, **shared)
         self.train_set: BertPretrainingDataset | None = None
         self.val_set: BertPretrainingDataset | None = None
 
@@ -149,15 +135,7 @@ class MaskedLMDataModule(CorpusDataModule):
             shuffle=shuffle,
             draws=self.val_draws,
         )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=self.collator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-        )
+        return self.loader(dataset, sampler, shuffle, collate_fn=self.collator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -7,13 +7,12 @@ shards, or several runs share them. A second call with the same settings only re
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from lmforge.checks import build, find_config_error
+from lmforge.checks import build, exit_on_config_error
 from lmforge.resolvers import register_resolvers
 
 register_resolvers()
@@ -36,14 +35,7 @@ def prepare(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    try:
-        prepare(cfg)
-    except Exception as error:
-        config_error = find_config_error(error)
-        if config_error is None:
-            raise
-        print(f"error: {config_error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    exit_on_config_error(lambda: prepare(cfg))
 
 
 if __name__ == "__main__":

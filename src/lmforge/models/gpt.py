@@ -14,12 +14,5 @@ from lmforge.models.decoder import DecoderConfig
 @dataclass
 class GPTConfig(DecoderConfig):
     """GPT-2: learned positions, LayerNorm with biases, tanh-approximated GELU, tied head, residual
-    projections initialised with std 0.02 / sqrt(2 x layers). Defaults are GPT-2 small (124 M)."""
-
-    position: str = "learned"
-    norm: str = "layernorm"
-    activation: str = "gelu_tanh"
-    gated: bool = False
-    bias: bool = True
-    tie_embeddings: bool = True
-    scaled_residual_init: bool = True
+    projections initialised with std 0.02 / sqrt(2 x layers). ``DecoderConfig``'s defaults are these,
+    at GPT-2 small's size (124 M)."""
