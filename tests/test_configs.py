@@ -140,6 +140,8 @@ def test_data_presets_compose(name, make_cfg):
     overrides = [f"data={name}"]
     if name == "text_files":
         overrides.append(f"data.corpus.paths={Path(__file__).parent / 'fixtures/corpus/workshop.txt'}")
+    if name == "debian_docs":  # the fixtures mirror the unpacked packages (make data-debian is not run)
+        overrides.append(f"data.corpus.root={Path(__file__).parent / 'fixtures/debian'}")
     cfg = make_cfg(*overrides, tiny=False)
     if name == "pretraining":  # the shared base: no corpus of its own
         assert OmegaConf.missing_keys(cfg) == {"data.corpus"}
