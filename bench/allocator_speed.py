@@ -32,6 +32,7 @@ def run(model: str, steps: int, extra_env: dict[str, str], run_dir: str) -> tupl
         "trainer.num_sanity_val_steps=0",
         "~logger",
         "callbacks.model_checkpoint=null",
+        "callbacks.last_checkpoint=null",
         "callbacks.rich_progress_bar=null",
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
