@@ -137,6 +137,12 @@ def test_a_model_and_objective_that_do_not_fit_are_refused(overrides, message, m
         train(make_cfg(*overrides))
 
 
+@pytest.mark.parametrize("model", ["gpt_tiny", "bert_tiny"])
+def test_a_training_split_smaller_than_one_batch_is_refused(model, make_cfg):
+    with pytest.raises(ConfigError, match=r"fewer than data\.batch_size=512: lower data\.batch_size"):
+        train(make_cfg(f"model={model}", *DECODER, "data.batch_size=512"))
+
+
 def test_prepare_writes_shards_once_and_then_reuses_them(make_cfg, capsys):
     cfg = make_cfg("model=gpt_tiny", *DECODER)
     first = prepare(cfg)

@@ -49,6 +49,8 @@ class CausalLMDataModule(CorpusDataModule):
         order = np.random.default_rng(self.seed).permutation(self.train_documents)
         self.train_set = self._blocks(order, "training")
         self.val_set = self._blocks(self.val_documents, "validation")
+        # the grid's offset can cost an epoch one block
+        self.require_full_batch(len(self.train_set) - 1, f"{self.max_seq_len}-token blocks at worst")
         log.info(
             "blocks of %d tokens: %d for training (%d documents), %d for validation (%d documents)",
             self.max_seq_len,

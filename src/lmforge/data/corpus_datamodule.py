@@ -166,6 +166,16 @@ class CorpusDataModule(pl.LightningDataModule):
         self.tokenized = TokenizedCorpus.load(self.tokens_dir)
         self.train_documents, self.val_documents = self.split_documents(self.tokenized.n_documents)
 
+    def require_full_batch(self, n_examples: int, what: str) -> None:
+        """Training drops a last short batch, so fewer examples than ``batch_size`` would train nothing."""
+        if n_examples < self.batch_size:
+            raise ConfigError(
+                "data.batch_size",
+                f"the training split of the {self.corpus.name} corpus holds {n_examples} {what}, fewer than "
+                f"data.batch_size={self.batch_size}: lower data.batch_size (or data.max_seq_len), or give "
+                "more text",
+            )
+
     def loader(
         self, dataset: Dataset, sampler: Sampler, shuffle: bool, collate_fn: Callable | None = None
     ) -> DataLoader:

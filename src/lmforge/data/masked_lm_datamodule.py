@@ -106,6 +106,7 @@ class MaskedLMDataModule(CorpusDataModule):
         self.load_tokens()
         self.train_set = self._dataset(self.train_documents, "training", self.seed)
         self.val_set = self._dataset(self.val_documents, "validation", self.seed + 1)
+        self.require_full_batch(len(self.train_set), "runs of sentences")
         ids = special_ids(self.tokenizer)
         self.collator = MaskedLMCollator(
             pad_id=ids.pad,
