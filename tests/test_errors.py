@@ -27,7 +27,11 @@ def error_of(cfg) -> ConfigError:
         ("ckpt_path=missing.ckpt", "ckpt_path", "is not a file"),
         ("data.tokenizer.path=missing.json", "data.tokenizer.path", "does not exist"),
         ("objective.mlm_probability=0", "objective.mlm_probability", "must be in (0, 1]"),
-        ("trainer.max_steps=-1", "trainer.max_steps", "neither trainer.max_steps nor trainer.max_epochs"),
+        (
+            "trainer.max_steps=-1",
+            "trainer.max_steps",
+            "none of trainer.max_steps, trainer.max_epochs, trainer.max_time",
+        ),
     ],
 )
 def test_bad_settings_stop_before_any_data_is_read(make_cfg, override, key, words):

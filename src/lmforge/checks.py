@@ -42,9 +42,15 @@ def check_config(cfg: DictConfig) -> None:
             "trainer.accelerator",
             f"trainer.accelerator={trainer.accelerator} but this machine has no CUDA GPU: use trainer=cpu",
         )
-    if trainer.get("max_steps", -1) in (None, -1) and trainer.get("max_epochs", -1) in (None, -1):
+    unbounded = (None, -1)
+    if (
+        trainer.get("max_steps", -1) in unbounded
+        and trainer.get("max_epochs", -1) in unbounded
+        and trainer.get("max_time") is None
+    ):
         raise ConfigError(
-            "trainer.max_steps", "neither trainer.max_steps nor trainer.max_epochs is set: set one"
+            "trainer.max_steps",
+            "none of trainer.max_steps, trainer.max_epochs, trainer.max_time is set: set one",
         )
 
     ckpt_path = cfg.get("ckpt_path")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -76,17 +77,37 @@ def build_optimizer(module: nn.Module, settings: OptimizerSettings) -> torch.opt
     )
 
 
-def lr_multiplier(settings: OptimizerSettings, total_steps: int) -> Callable[[int], float]:
-    """Factor on the peak rate at each step: linear warm-up, then linear or cosine decay (or flat)."""
-    warmup = settings.warmup(total_steps)
+def lr_multiplier(
+    settings: OptimizerSettings,
+    total_steps: int | None,
+    time_used: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
+    """Factor on the peak rate at each step: linear warm-up, then linear or cosine decay (or flat).
+
+    ``total_steps`` is the step budget (None: none) and ``time_used`` reads the fraction of a
+    wall-time budget spent so far (None: none). The decay follows whichever budget is nearer its end,
+    so a run cut by ``trainer.max_time`` still ends at ``min_lr_ratio``. Warm-up counts steps
+    (``warmup_steps``, or ``warmup_ratio`` of the step budget); with a time budget alone and no
+    ``warmup_steps``, it is the first ``warmup_ratio`` of the time.
+    """
+    if total_steps is None and time_used is None:
+        raise ValueError("a schedule needs a step budget, a time budget or both")
+    warmup = settings.warmup(total_steps) if total_steps is not None else settings.warmup_steps
+    time_warmup = settings.warmup_ratio if warmup is None else 0.0
     floor = settings.min_lr_ratio
 
     def factor(step: int) -> float:
-        if step < warmup:
+        spent = min(1.0, time_used()) if time_used is not None else 0.0
+        if warmup is not None and step < warmup:
             return (step + 1) / warmup
+        if spent < time_warmup:
+            return max(spent, 1e-6) / time_warmup
         if settings.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        progress = (spent - time_warmup) / (1.0 - time_warmup) if time_used is not None else 0.0
+        if total_steps is not None:
+            progress = max(progress, (step - warmup) / max(1, total_steps - warmup))
+        progress = min(1.0, progress)
         if settings.schedule == "linear":
             return floor + (1.0 - floor) * (1.0 - progress)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -94,16 +115,35 @@ def lr_multiplier(settings: OptimizerSettings, total_steps: int) -> Callable[[in
     return factor
 
 
+def time_budget_used(trainer: pl.Trainer) -> Callable[[], float] | None:
+    """The fraction of ``trainer.max_time`` spent in training so far, read from Lightning's Timer
+    (whose state checkpoints keep, so a resumed run goes on where it stopped); None without a budget."""
+    timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+    if not timers:
+        return None
+    timer = timers[0]
+
+    def used() -> float:
+        elapsed = timer.time_elapsed("train")
+        remaining = timer.time_remaining("train") or 0.0
+        return elapsed / max(elapsed + remaining, 1e-9)
+
+    return used
+
+
 def configure_optimizers(module: pl.LightningModule, settings: OptimizerSettings) -> dict:
     """AdamW and its per-step schedule, for a LightningModule's ``configure_optimizers``."""
     optimizer = build_optimizer(module, settings)
     estimate = module.trainer.estimated_stepping_batches  # max_steps, or epochs x batches
-    if not math.isfinite(estimate) and settings.schedule != "constant":
-        raise ConfigError(
-            "trainer.max_steps",
-            "the learning-rate schedule needs a training length: set trainer.max_steps (or "
-            "trainer.max_epochs), or optim.schedule=constant",
-        )
-    total = max(1, int(estimate)) if math.isfinite(estimate) else 1
-    scheduler = LambdaLR(optimizer, lr_multiplier(settings, total))
+    total = max(1, int(estimate)) if math.isfinite(estimate) else None
+    time_used = time_budget_used(module.trainer)
+    if total is None and time_used is None:
+        if settings.schedule != "constant":
+            raise ConfigError(
+                "trainer.max_steps",
+                "the learning-rate schedule needs a training length: set trainer.max_steps, "
+                "trainer.max_epochs or trainer.max_time, or optim.schedule=constant",
+            )
+        total = 1
+    scheduler = LambdaLR(optimizer, lr_multiplier(settings, total, time_used))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
