@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from lmforge.models import build_backbone
 from lmforge.tasks import BertPretraining
 from lmforge.train import train
 
@@ -55,6 +57,24 @@ def test_a_short_run_learns(short_run):
     # other reliably, but the masked-LM loss must be clearly below that of a uniform guess, ln(V).
     vocab = len(json.loads((run_dir / "tokenizer.json").read_text())["model"]["vocab"])
     assert val[-1]["val/mlm_loss"] < math.log(vocab) - 0.1
+
+
+def test_throughput_flops_and_peak_memory_are_logged(short_run):
+    _, run_dir = short_run
+    rows = metrics(run_dir)
+    rates = [row for row in rows if "train/device/items_per_sec" in row]
+    assert rates, "ThroughputMonitor logged nothing"
+    last = rates[-1]
+    for key in ("items_per_sec", "samples_per_sec", "batches_per_sec", "flops_per_sec"):
+        assert last[f"train/device/{key}"] > 0
+    # FLOP/s over samples/s is the FLOPs of one sample: flops_per_token x its padded width (8 to 48)
+    hparams = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]
+    backbone = build_backbone(instantiate(hparams["model"]))
+    flops_per_sample = last["train/device/flops_per_sec"] / last["train/device/samples_per_sec"]
+    lowest, highest = (backbone.flops_per_token(width) * width for width in (8, 48))
+    assert lowest <= flops_per_sample * 1.001 and flops_per_sample <= highest * 1.001
+    memory = [row["train/peak_memory_gb"] for row in rows if "train/peak_memory_gb" in row]
+    assert memory and 0.05 < memory[-1] < 24
 
 
 def test_checkpoints_hold_the_step_the_hyperparameters_and_the_tokenizer(short_run):

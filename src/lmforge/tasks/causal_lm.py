@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
 from lmforge.optim import OptimizerSettings, configure_optimizers
+from lmforge.throughput import training_flops
 
 
 class CausalLMPretraining(pl.LightningModule):
@@ -40,6 +41,7 @@ class CausalLMPretraining(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
+        self.flops_per_batch = training_flops(self.backbone, batch["input_ids"])  # ThroughputMonitor
         self.tokens_seen += batch["labels"].numel() * self.trainer.world_size
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)

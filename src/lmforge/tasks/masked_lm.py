@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
 from lmforge.optim import OptimizerSettings, configure_optimizers
+from lmforge.throughput import training_flops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 
@@ -76,6 +77,7 @@ class BertPretraining(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
+        self.flops_per_batch = training_flops(self.backbone, batch["input_ids"])  # ThroughputMonitor
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch_size)
         logged = {f"train/{name}": out[name] for name in self.val_metrics}
