@@ -41,6 +41,7 @@ TINY = [
 ]
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+os.environ["WANDB_MODE"] = "disabled"  # tests never reach W&B; the tracking test turns offline mode on
 register_resolvers()
 
 

@@ -18,6 +18,7 @@ from lmforge.optim import OptimizerSettings
 from lmforge.resolvers import register_resolvers
 from lmforge.runtime import keep_freed_memory
 from lmforge.tasks import TASKS
+from lmforge.tracking import finish_runs, record_run
 
 log = logging.getLogger("lmforge.train")
 
@@ -89,7 +90,14 @@ def train(cfg: DictConfig) -> float | None:
         backbone.flops_per_token(cfg.data.max_seq_len) / 1e6,
         cfg.data.max_seq_len,
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # trainer.loggers, not loggers: a fast_dev_run replaces them with a logger that writes nothing
+    record_run(
+        trainer.loggers, OmegaConf.to_container(cfg, resolve=True), backbone, output_dir / "tokenizer.json"
+    )
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    finally:
+        finish_runs(trainer.loggers)
 
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     return None if metric is None else float(metric)
