@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import resource
+import sys
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
@@ -20,3 +23,21 @@ class ValidateLastStep(Callback):
     ) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
+
+
+class PeakMemory(Callback):
+    """Logs ``train/peak_memory_gb``: the most GPU memory allocated, or on CPU the process's peak
+    resident set size, so far."""
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step % max(1, trainer.log_every_n_steps):
+            return
+        if trainer.strategy.root_device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device)
+        else:  # ru_maxrss is in KiB on Linux, in bytes on macOS
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+                1 if sys.platform == "darwin" else 1024
+            )
+        pl_module.log("train/peak_memory_gb", peak / 1e9, on_step=True, on_epoch=False)

@@ -108,11 +108,12 @@ def generate(
                 break
         mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
         step_position = positions[:, -1:] + 1
-        positions = torch.cat((positions, step_position), dim=1)
-        if cache is not None:
+        if cache is not None:  # only the new position goes through the model
+            positions = step_position
             logits = model.logits(model(token[:, None], mask, step_position, cache)[:, -1])
         else:
             ids = torch.cat((ids, token[:, None]), dim=1)
+            positions = torch.cat((positions, step_position), dim=1)
             logits = model.logits(model(ids, mask, positions)[:, -1])
     out = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
     return [row[: row.index(eos_id)] if eos_id in row else row for row in out]

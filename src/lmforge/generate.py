@@ -35,8 +35,9 @@ def load_checkpoint(ckpt_path: str, device: torch.device) -> tuple[Any, Tokenize
     saved = [v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
     if kind not in TASKS or not saved:
         raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
-    task = TASKS[kind].load_from_checkpoint(ckpt_path, map_location=device)
-    return task.eval(), Tokenizer.from_str(saved[0]), kind
+    task = TASKS[kind](**checkpoint["hyper_parameters"])  # the checkpoint is read once, here
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.to(device).eval(), Tokenizer.from_str(saved[0]), kind
 
 
 def run(cfg: DictConfig) -> list[str]:

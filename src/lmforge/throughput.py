@@ -1,4 +1,4 @@
-"""What Lightning's ThroughputMonitor needs from a batch and a model, and the peak memory of a run.
+"""What Lightning's ThroughputMonitor needs from a batch and a model.
 
 ``ThroughputMonitor`` (conf/callbacks/throughput.yaml) times the steps, counts samples with
 ``batch_samples`` and tokens with ``batch_tokens``, and reads ``flops_per_batch`` from the task (set
@@ -8,13 +8,9 @@ peak of, the model FLOPs utilisation (MFU).
 
 from __future__ import annotations
 
-import resource
-import sys
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 
 
 def batch_samples(batch: dict[str, torch.Tensor]) -> int:
@@ -27,24 +23,18 @@ def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
     return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
 
-def training_flops(backbone: Any, input_ids: torch.Tensor) -> int:
-    """Training FLOPs of one batch: every position of the (padded) batch costs ``flops_per_token``."""
-    return backbone.flops_per_token(input_ids.shape[1]) * input_ids.numel()
+class BatchFlops:
+    """Training FLOPs of a batch: every position of the (padded) batch costs ``flops_per_token``.
 
+    ``flops_per_token`` counts the parameters, so it is computed once per batch width, not per step.
+    """
 
-class PeakMemory(Callback):
-    """Logs ``train/peak_memory_gb``: the most GPU memory allocated, or on CPU the process's peak
-    resident set size, so far."""
+    def __init__(self, backbone: Any) -> None:
+        self.backbone = backbone
+        self.per_token: dict[int, int] = {}
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.global_step % max(1, trainer.log_every_n_steps):
-            return
-        if trainer.strategy.root_device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device)
-        else:  # ru_maxrss is in KiB on Linux, in bytes on macOS
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-                1 if sys.platform == "darwin" else 1024
-            )
-        pl_module.log("train/peak_memory_gb", peak / 1e9, on_step=True, on_epoch=False)
+    def __call__(self, input_ids: torch.Tensor) -> int:
+        width = input_ids.shape[1]
+        if width not in self.per_token:
+            self.per_token[width] = self.backbone.flops_per_token(width)
+        return self.per_token[width] * input_ids.numel()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def git_state(root: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def record_run(loggers: list[Any], config: dict[str, Any], backbone: Any, tokenizer_file: Path) -> None:
+def record_run(loggers: list[Any], cfg: DictConfig, backbone: Any, tokenizer_file: Path) -> None:
     """Give each W&B logger the run's config, sizes, code version and tokenizer."""
     for logger in loggers:
         if not isinstance(logger, WandbLogger):
@@ -93,7 +94,7 @@ def record_run(loggers: list[Any], config: dict[str, Any], backbone: Any, tokeni
         run = logger.experiment
         run.config.update(
             {
-                **without_secrets(config),
+                **without_secrets(OmegaConf.to_container(cfg, resolve=True)),
                 "parameters": {
                     "total": backbone.num_parameters(),
                     "trainable": backbone.num_parameters(trainable_only=True),

@@ -91,9 +91,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg.data.max_seq_len,
     )
     # trainer.loggers, not loggers: a fast_dev_run replaces them with a logger that writes nothing
-    record_run(
-        trainer.loggers, OmegaConf.to_container(cfg, resolve=True), backbone, output_dir / "tokenizer.json"
-    )
+    record_run(trainer.loggers, cfg, backbone, output_dir / "tokenizer.json")
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from lmforge.data.causal_lm_datamodule import CausalLMDataModule
@@ -9,8 +10,8 @@ from lmforge.data.corpus_datamodule import CorpusDataModule
 from lmforge.data.masked_lm_datamodule import MaskedLMDataModule
 from lmforge.errors import ConfigError
 
-# Settings only the masked-LM pipeline reads (sentence runs, pairing, masking, length grouping).
-MASKED_LM_ONLY = ("val_draws", "short_seq_prob", "group_by_length", "pad_to_multiple_of")
+# What every pipeline reads; a data preset's other keys (val_draws, short_seq_prob, ...) are masked-LM only.
+SHARED_SETTINGS = frozenset(inspect.signature(CorpusDataModule.__init__).parameters) - {"self"}
 
 
 def build_datamodule(objective: dict[str, Any], **settings: Any) -> CorpusDataModule:
@@ -23,7 +24,6 @@ def build_datamodule(objective: dict[str, Any], **settings: Any) -> CorpusDataMo
         }
         return MaskedLMDataModule(tokenizer=tokenizer, nsp=bool(objective.get("nsp")), **masking, **settings)
     if kind == "clm":
-        for key in MASKED_LM_ONLY:
-            settings.pop(key, None)
-        return CausalLMDataModule(tokenizer=tokenizer, **settings)
+        shared = {key: value for key, value in settings.items() if key in SHARED_SETTINGS}
+        return CausalLMDataModule(tokenizer=tokenizer, **shared)
     raise ConfigError("objective.kind", f"objective.kind={kind!r} is not one of mlm, clm")

@@ -90,18 +90,17 @@ class CorpusDataModule(pl.LightningDataModule):
     def no_text(self) -> ConfigError:
         return ConfigError("data.corpus", f"the {self.corpus.name} corpus holds no text")
 
-    def _prepare_tokenizer(self) -> tuple[Tokenizer, str]:
-        """The tokenizer and a key that identifies it (a hash of its JSON)."""
+    def _prepare_tokenizer(self, corpus_dir: Path) -> Tokenizer:
+        """The tokenizer restored from a checkpoint, given by path, cached, or trained now."""
         kind = self.tokenizer_settings.kind
         if self.tokenizer is not None:  # set by restore_tokenizer
-            return self.tokenizer, fingerprint(self.tokenizer.to_str())
+            return self.tokenizer
         if self.tokenizer_settings.path is not None:
             path = Path(self.tokenizer_settings.path)
             log.info("using the tokenizer at %s", path)
-            tokenizer = load_tokenizer(path, kind)
-            return tokenizer, fingerprint(tokenizer.to_str())
+            return load_tokenizer(path, kind)
         settings = self.tokenizer_settings.training_settings()
-        directory = self._corpus_dir() / f"{kind}-{fingerprint(settings)}"
+        directory = corpus_dir / f"{kind}-{fingerprint(settings)}"
         if (directory / "tokenizer.json").is_file():
             log.info("reusing the cached tokenizer at %s", directory)
         else:
@@ -113,11 +112,11 @@ class CorpusDataModule(pl.LightningDataModule):
             with atomic_directory(directory) as scratch:
                 save_tokenizer(tokenizer, scratch, {"corpus": self.corpus.settings(), **settings})
             log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
-        tokenizer = load_tokenizer(directory / "tokenizer.json", kind)
-        return tokenizer, fingerprint(tokenizer.to_str())
+        return load_tokenizer(directory / "tokenizer.json", kind)
 
-    def _prepare_tokens(self, tokenizer: Tokenizer, tokenizer_key: str) -> Path:
-        directory = self._corpus_dir() / f"tokens-v{FORMAT_VERSION}-{tokenizer_key}"
+    def _prepare_tokens(self, corpus_dir: Path, tokenizer: Tokenizer) -> Path:
+        """Token shards keyed by the tokenizer itself (a hash of its JSON), not by how it was made."""
+        directory = corpus_dir / f"tokens-v{FORMAT_VERSION}-{fingerprint(tokenizer.to_str())}"
         if (directory / "meta.json").is_file():
             log.info("reusing the token shards at %s", directory)
             return directory
@@ -142,8 +141,9 @@ class CorpusDataModule(pl.LightningDataModule):
         """Make (or find) the tokenizer and the token shards; cheap when both are cached."""
         if self.tokens_dir is not None:
             return
-        self.tokenizer, key = self._prepare_tokenizer()
-        self.tokens_dir = self._prepare_tokens(self.tokenizer, key)
+        corpus_dir = self._corpus_dir()  # hashes the corpus settings (file sizes and times): once
+        self.tokenizer = self._prepare_tokenizer(corpus_dir)
+        self.tokens_dir = self._prepare_tokens(corpus_dir, self.tokenizer)
 
     @property
     def vocab_size(self) -> int:

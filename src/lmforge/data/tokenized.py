@@ -170,10 +170,6 @@ class _ShardWriter:
         self.document_sizes: list[int] = []
         self.n_tokens = 0
 
-    @property
-    def n_documents(self) -> int:
-        return len(self.document_sizes)
-
     def add_document(self, sentences: list[list[int]]) -> None:
         if not sentences:
             return
@@ -181,7 +177,7 @@ class _ShardWriter:
             self.waiting.append(np.asarray(ids, dtype=self.dtype))
             self.sentence_lengths.append(len(ids))
             self.waiting_tokens += len(ids)
-        self.n_tokens += sum(len(ids) for ids in sentences)
+            self.n_tokens += len(ids)
         self.document_sizes.append(len(sentences))
         if self.waiting_tokens >= self.shard_tokens:
             self._write_shard()

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
 from lmforge.optim import OptimizerSettings, configure_optimizers
-from lmforge.throughput import training_flops
+from lmforge.throughput import BatchFlops
 
 
 class CausalLMPretraining(pl.LightningModule):
@@ -28,6 +28,7 @@ class CausalLMPretraining(pl.LightningModule):
         self.config = instantiate(model)
         self.backbone = build_backbone(self.config)
         self.optim = OptimizerSettings(**optim)
+        self.batch_flops = BatchFlops(self.backbone)
         self.val_loss = MeanMetric()
         self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.int64))
 
@@ -41,7 +42,7 @@ class CausalLMPretraining(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.flops_per_batch = training_flops(self.backbone, batch["input_ids"])  # ThroughputMonitor
+        self.flops_per_batch = self.batch_flops(batch["input_ids"])  # read by ThroughputMonitor
         self.tokens_seen += batch["labels"].numel() * self.trainer.world_size
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)

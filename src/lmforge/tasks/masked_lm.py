@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
 from lmforge.optim import OptimizerSettings, configure_optimizers
-from lmforge.throughput import training_flops
+from lmforge.throughput import BatchFlops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 
@@ -39,6 +39,7 @@ class BertPretraining(pl.LightningModule):
         self.nsp_weight = float(objective.get("nsp_weight", 1.0))
         self.nsp_head = NextSentenceHead(self.config.d_model, self.config.init_std) if self.nsp else None
         self.optim = OptimizerSettings(**optim)
+        self.batch_flops = BatchFlops(self.backbone)
         names = METRICS if self.nsp else METRICS[:2]
         self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in names})
 
@@ -77,7 +78,7 @@ class BertPretraining(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
-        self.flops_per_batch = training_flops(self.backbone, batch["input_ids"])  # ThroughputMonitor
+        self.flops_per_batch = self.batch_flops(batch["input_ids"])  # read by ThroughputMonitor
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch_size)
         logged = {f"train/{name}": out[name] for name in self.val_metrics}
