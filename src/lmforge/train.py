@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from lmforge.checks import build, check_config, check_model_objective, exit_on_config_error
@@ -45,8 +46,11 @@ def group_choices() -> str:
     return " ".join(f"{g}={choices[g]}" for g in groups if choices.get(g) not in (None, "null"))
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Check the config, build data, model and trainer, fit; return ``cfg.optimized_metric``."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | None:
+    """Check the config, build data, model and trainer, fit; return ``cfg.optimized_metric``.
+
+    ``extra_callbacks`` join the configured ones (a sweep's pruning callback, for one).
+    """
     check_config(cfg)
     # Everything below validates its settings as it is built, before any data is read.
     model_config = build(cfg.model)
@@ -55,7 +59,7 @@ def train(cfg: DictConfig) -> float | None:
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
     datamodule = build(cfg.data)
-    callbacks = instantiate_entries(cfg.get("callbacks"))
+    callbacks = [*instantiate_entries(cfg.get("callbacks")), *extra_callbacks]
     loggers = instantiate_entries(cfg.get("logger"))
     if not loggers:  # with no logger (~logger) a learning-rate monitor has nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
