@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +45,13 @@ TINY = [
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 os.environ["WANDB_MODE"] = "disabled"  # tests never reach W&B; the tracking test turns offline mode on
 register_resolvers()
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:

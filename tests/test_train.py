@@ -3,9 +3,6 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from lmforge.models import build_backbone
 from lmforge.tasks import BertPretraining
 from lmforge.train import train
 
-from .conftest import ROOT, TINY, compose_config
+from .conftest import TINY, compose_config, run_cli
 
 RUN = [
     "trainer.max_steps=30",
@@ -109,13 +106,6 @@ def test_last_ckpt_holds_the_last_step_even_when_validation_got_worse(make_cfg, 
     folder = Path(cfg.paths.output_dir) / "checkpoints"
     assert torch.load(folder / "last.ckpt", weights_only=False)["global_step"] == 6
     assert [p.name for p in folder.glob("step*.ckpt")] == ["step000003-val_loss3.0000.ckpt"]
-
-
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_train_py_runs_from_the_command_line(tmp_path):

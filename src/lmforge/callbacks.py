@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
+
+from lmforge.memory import peak_bytes, reset_peak
 
 
 class ValidateLastStep(Callback):
@@ -27,17 +26,15 @@ class ValidateLastStep(Callback):
 
 class PeakMemory(Callback):
     """Logs ``train/peak_memory_gb``: the most GPU memory allocated, or on CPU the process's peak
-    resident set size, so far."""
+    resident set size, since training started."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        reset_peak(trainer.strategy.root_device)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if trainer.global_step % max(1, trainer.log_every_n_steps):
             return
-        if trainer.strategy.root_device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device)
-        else:  # ru_maxrss is in KiB on Linux, in bytes on macOS
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-                1 if sys.platform == "darwin" else 1024
-            )
+        peak = peak_bytes(trainer.strategy.root_device)
         pl_module.log("train/peak_memory_gb", peak / 1e9, on_step=True, on_epoch=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,12 +13,22 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checks import build, check_config, check_model_objective, exit_on_config_error
+from lmforge.checks import (
+    build,
+    check_config,
+    check_model_objective,
+    exit_on_config_error,
+    find_config_error,
+)
+from lmforge.memory import current_resident_bytes
 from lmforge.optim import OptimizerSettings
+from lmforge.plan import run_plan
 from lmforge.resolvers import register_resolvers
+from lmforge.results import failed_result, finished_result, write_result
 from lmforge.runtime import keep_freed_memory
 from lmforge.tasks import TASKS
 from lmforge.tracking import finish_runs, record_run
@@ -49,8 +61,10 @@ def group_choices() -> str:
 def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | None:
     """Check the config, build data, model and trainer, fit; return ``cfg.optimized_metric``.
 
-    ``extra_callbacks`` join the configured ones (a sweep's pruning callback, for one).
+    ``extra_callbacks`` join the configured ones (a sweep's pruning callback, for one). With
+    ``plan=true`` the run's costs are printed instead and nothing is trained (returns None).
     """
+    started = time.perf_counter()
     check_config(cfg)
     # Everything below validates its settings as it is built, before any data is read.
     model_config = build(cfg.model)
@@ -59,13 +73,15 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
     datamodule = build(cfg.data)
-    callbacks = [*instantiate_entries(cfg.get("callbacks")), *extra_callbacks]
-    loggers = instantiate_entries(cfg.get("logger"))
-    if not loggers:  # with no logger (~logger) a learning-rate monitor has nowhere to write
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = None
+    if not cfg.get("plan"):
+        callbacks = [*instantiate_entries(cfg.get("callbacks")), *extra_callbacks]
+        loggers = instantiate_entries(cfg.get("logger"))
+        if not loggers:  # with no logger (~logger) a learning-rate monitor has nowhere to write
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if choices := group_choices():
         log.info("composed %s", choices)
@@ -76,6 +92,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule.tokenizer.save(str(output_dir / "tokenizer.json"))
+    runtime = current_resident_bytes()  # the process before the model: what a plan counts as runtime
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
     if datamodule.vocab_size != model_config.vocab_size:
@@ -94,6 +111,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
         backbone.flops_per_token(cfg.data.max_seq_len) / 1e6,
         cfg.data.max_seq_len,
     )
+    if trainer is None:
+        plan = run_plan(cfg, task, datamodule, lambda **overrides: build(cfg.trainer, **overrides), runtime)
+        (output_dir / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+        return None
     # trainer.loggers, not loggers: a fast_dev_run replaces them with a logger that writes nothing
     record_run(trainer.loggers, cfg, backbone, output_dir / "tokenizer.json")
     try:
@@ -101,13 +122,39 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     finally:
         finish_runs(trainer.loggers)
 
-    metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
-    return None if metric is None else float(metric)
+    metric = cfg.get("optimized_metric") or ""
+    result = finished_result(trainer, task, metric, time.perf_counter() - started)
+    write_result(output_dir, result)
+    value = trainer.callback_metrics.get(metric)
+    return None if value is None else float(value)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """One job of a multirun: a failure is logged and recorded in its ``result.json``, and the sweep
+    goes on to the next job (Hydra would otherwise stop at the first exception)."""
+    started = time.perf_counter()
+    try:
+        return train(cfg)
+    except Exception as error:
+        config_error = find_config_error(error)
+        shown = config_error if config_error is not None else error
+        log.error("job failed: %s", shown, exc_info=config_error is None)
+        write_result(
+            cfg.paths.output_dir,
+            failed_result(shown, cfg.get("optimized_metric") or "", time.perf_counter() - started),
+        )
+        return None
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     keep_freed_memory()
+    if is_multirun():
+        return run_job(cfg)
     return exit_on_config_error(lambda: train(cfg))
 
 
