@@ -9,35 +9,19 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
 import torch
 from omegaconf import DictConfig
-from tokenizers import Tokenizer
 
+from lmforge.checkpoints import load_task
 from lmforge.checks import exit_on_config_error
 from lmforge.decoding import SamplingSettings, fill_mask, generate
 from lmforge.errors import ConfigError
-from lmforge.tasks import TASKS
 
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 log = logging.getLogger("lmforge.generate")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-def load_checkpoint(ckpt_path: str, device: torch.device) -> tuple[Any, Tokenizer, str]:
-    """The task module (in eval mode), its tokenizer and its objective kind (``mlm`` or ``clm``)."""
-    if not Path(ckpt_path).is_file():
-        raise ConfigError("ckpt_path", f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) path")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
-    kind = checkpoint.get("hyper_parameters", {}).get("objective", {}).get("kind", "mlm")
-    saved = [v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
-    if kind not in TASKS or not saved:
-        raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
-    task = TASKS[kind](**checkpoint["hyper_parameters"])  # the checkpoint is read once, here
-    task.load_state_dict(checkpoint["state_dict"])
-    return task.to(device).eval(), Tokenizer.from_str(saved[0]), kind
 
 
 def run(cfg: DictConfig) -> list[str]:
@@ -51,7 +35,12 @@ def run(cfg: DictConfig) -> list[str]:
         raise ConfigError("sample", str(error)) from None
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if cfg.device == "auto" else cfg.device)
-    task, tokenizer, kind = load_checkpoint(cfg.ckpt_path, device)
+    task, tokenizer, checkpoint = load_task(cfg.ckpt_path, device)
+    kind = checkpoint["hyper_parameters"]["objective"]["kind"]
+    if kind == "classify":
+        raise ConfigError(
+            "ckpt_path", f"{cfg.ckpt_path} is a classifier: score it with python eval.py ckpt_path=..."
+        )
     blocks = []
     if kind == "mlm":
         for prompt in prompts:

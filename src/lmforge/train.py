@@ -26,12 +26,14 @@ from lmforge.checks import (
 )
 from lmforge.memory import current_resident_bytes
 from lmforge.optim import OptimizerSettings
+from lmforge.peft import save_method
 from lmforge.plan import run_plan
+from lmforge.pretrained import pretrained_tokenizer
 from lmforge.resolvers import register_resolvers
 from lmforge.results import failed_result, finished_result, write_result
 from lmforge.runtime import keep_freed_memory
 from lmforge.tasks import TASKS
-from lmforge.tracking import finish_runs, record_run
+from lmforge.tracking import finish_runs, record_run, without_secrets
 
 log = logging.getLogger("lmforge.train")
 
@@ -87,7 +89,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
         log.info("composed %s", choices)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("ckpt_path"):
-        datamodule.restore_tokenizer(cfg.ckpt_path)
+        datamodule.restore(cfg.ckpt_path)
+    elif model_config.init_from:
+        datamodule.use_tokenizer(pretrained_tokenizer(model_config.init_from), model_config.init_from)
     datamodule.prepare_data()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +106,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
             datamodule.vocab_size,
         )
         model["vocab_size"] = datamodule.vocab_size
-    task = TASKS[objective["kind"]](model=model, objective=objective, optim=optim)
+    peft = OmegaConf.to_container(cfg.peft, resolve=True) if cfg.get("peft") else None
+    task_settings = {"model": model, "objective": objective, "optim": optim, "peft": peft}
+    if objective["kind"] == "classify":
+        task_settings.update(label_names=datamodule.label_names, tokenizer=datamodule.tokenizer)
+    task = TASKS[objective["kind"]](**task_settings)
+    task.report()
+    task.run_config = without_secrets(OmegaConf.to_container(cfg, resolve=True))
     backbone = task.backbone
     log.info(
         "%s: %.2f M parameters in the backbone, %.1f MFLOP per token to train at %d tokens (6N + 12 L d T)",
@@ -121,6 +131,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     finally:
         finish_runs(trainer.loggers)
+    if task.method.name != "none":  # the method's weights alone, as HF peft users expect them
+        saved = save_method(output_dir / "peft", task, task.method, base=task.config.init_from)
+        log.info("peft=%s: its trained weights are in %s", task.method.name, saved)
 
     metric = cfg.get("optimized_metric") or ""
     result = finished_result(trainer, task, metric, time.perf_counter() - started)

@@ -93,7 +93,7 @@ class CorpusDataModule(pl.LightningDataModule):
     def _prepare_tokenizer(self, corpus_dir: Path) -> Tokenizer:
         """The tokenizer restored from a checkpoint, given by path, cached, or trained now."""
         kind = self.tokenizer_settings.kind
-        if self.tokenizer is not None:  # set by restore_tokenizer
+        if self.tokenizer is not None:  # set by restore or use_tokenizer
             return self.tokenizer
         if self.tokenizer_settings.path is not None:
             path = Path(self.tokenizer_settings.path)
@@ -193,7 +193,7 @@ class CorpusDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------------------
     # Checkpoints carry the tokenizer, so a checkpoint is usable on its own.
 
-    def restore_tokenizer(self, ckpt_path: str) -> None:
+    def restore(self, ckpt_path: str) -> None:
         """Resume with the tokenizer a checkpoint was trained with (training one is not repeatable
         bit for bit: the ``tokenizers`` trainer breaks ties in hash order)."""
         checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
@@ -202,16 +202,19 @@ class CorpusDataModule(pl.LightningDataModule):
             raise ConfigError(
                 "ckpt_path", f"{ckpt_path} holds no tokenizer: is it a checkpoint of this task?"
             )
-        tokenizer = Tokenizer.from_str(saved)
+        self.use_tokenizer(Tokenizer.from_str(saved), ckpt_path, "ckpt_path")
+        log.info("resuming with the tokenizer stored in %s", ckpt_path)
+
+    def use_tokenizer(self, tokenizer: Tokenizer, source: str, key: str = "model.init_from") -> None:
+        """Read the corpus with ``tokenizer`` (a checkpoint's) instead of training one."""
         if tokenizer_kind(tokenizer) != self.tokenizer_settings.kind:
             raise ConfigError(
-                "ckpt_path",
-                f"{ckpt_path} was trained with a {tokenizer_kind(tokenizer)} tokenizer, this run's objective "
-                f"uses {self.tokenizer_settings.kind}: resume with the objective it was trained with",
+                key,
+                f"{source} was trained with a {tokenizer_kind(tokenizer)} tokenizer, this run's objective "
+                f"uses {self.tokenizer_settings.kind}: use the objective it was trained with",
             )
-        check_special_tokens(tokenizer, self.tokenizer_settings.kind, f"the tokenizer of {ckpt_path}")
+        check_special_tokens(tokenizer, self.tokenizer_settings.kind, f"the tokenizer of {source}")
         self.tokenizer = tokenizer
-        log.info("resuming with the tokenizer stored in %s", ckpt_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}

@@ -15,6 +15,10 @@ class TransformerBlock(nn.Module):
 
     ``post`` (BERT, the original Transformer): ``x = norm(x + sublayer(x))``.
     ``pre`` (GPT-2 and later): ``x = x + sublayer(norm(x))``; the stack then needs a final norm.
+
+    ``attention_adapter`` and ``feed_forward_adapter`` see each sublayer's output (after its dropout)
+    before the residual sum: identities unless a tuning method puts bottleneck adapters there
+    (Houlsby et al. 2019; ``lmforge.peft.adapter``). Being parameter-free, they leave the state dict as is.
     """
 
     def __init__(
@@ -35,13 +39,24 @@ class TransformerBlock(nn.Module):
         self.feed_forward_norm = feed_forward_norm
         self.dropout = nn.Dropout(dropout)
         self.pre_norm = norm_position == "pre"
+        self.attention_adapter: nn.Module = nn.Identity()
+        self.feed_forward_adapter: nn.Module = nn.Identity()
 
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, **attention_options: Any
     ) -> torch.Tensor:
-        """``attention_options`` go to the attention module (causality, rotary angles, a KV cache)."""
+        """``attention_options`` go to the attention module (causality, rotary angles, a KV cache, a
+        prefix)."""
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, **attention_options))
-            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask, **attention_options)))
-        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+            x = x + self._attend(self.attention_norm(x), attn_mask, attention_options)
+            return x + self._transform(self.feed_forward_norm(x))
+        x = self.attention_norm(x + self._attend(x, attn_mask, attention_options))
+        return self.feed_forward_norm(x + self._transform(x))
+
+    def _attend(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, attention_options: dict[str, Any]
+    ) -> torch.Tensor:
+        return self.attention_adapter(self.dropout(self.attention(x, attn_mask, **attention_options)))
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward_adapter(self.dropout(self.feed_forward(x)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
@@ -30,6 +31,8 @@ class TransformerConfig:
     attention_dropout: float = 0.1
     norm_eps: float = 1e-12
     init_std: float = 0.02
+    init_from: str | None = None  # a checkpoint whose weights start the backbone (tasks load it)
+    init_strict: bool = True  # False: load a checkpoint whose backbone differs, reporting what was skipped
 
     def __post_init__(self) -> None:
         self.validate()
@@ -53,6 +56,12 @@ class TransformerConfig:
         for key in ("norm_eps", "init_std"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key}", f"model.{key}={getattr(self, key)} must be positive")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise ConfigError(
+                "model.init_from",
+                f"model.init_from={self.init_from} is not a file: give one of our checkpoints (.ckpt), e.g. "
+                "logs/pretrain/runs/<date>_<time>/checkpoints/last.ckpt",
+            )
 
     @property
     def head_dim(self) -> int:

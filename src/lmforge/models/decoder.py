@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lmforge.errors import ConfigError
@@ -81,7 +82,17 @@ def build_norm(config: DecoderConfig) -> nn.Module:
 
 
 class DecoderModel(ModelNumbers, nn.Module):
-    """Token embedding (+ absolute positions), pre-LN causal blocks, a final norm and the LM head."""
+    """Token embedding (+ absolute positions), pre-LN causal blocks, a final norm and the LM head.
+
+    Two attachment points for tuning methods (``lmforge.peft``), asked once per forward pass:
+
+    - ``prompt``: a module with ``n_tokens`` whose call gives (n_tokens, d_model) virtual-token
+      embeddings. They enter in front of the input at positions 0 .. n - 1, so real tokens sit n
+      positions later; their hidden states are dropped from the output. Callers never see them:
+      ``position_ids`` and ``attention_mask`` count real tokens only and are shifted or widened here.
+      With a KV cache they enter on the first forward pass (an empty cache), which then holds them.
+    - ``prefix``: its call gives each layer's learned (keys, values), which every query sees.
+    """
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -118,6 +129,8 @@ class DecoderModel(ModelNumbers, nn.Module):
         self.lm_head = (
             None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
         )
+        self.prompt: nn.Module | None = None
+        self.prefix: nn.Module | None = None
         self.apply(self._init_weights)
         if config.scaled_residual_init:  # GPT-2: keep the residual stream's variance flat with depth
             std = config.init_std / math.sqrt(2 * config.n_layers)
@@ -140,14 +153,20 @@ class DecoderModel(ModelNumbers, nn.Module):
         positions = sum(p.numel() for p in self.positions.parameters()) if self.positions else 0
         return table + positions
 
+    @property
+    def n_virtual_tokens(self) -> int:
+        return self.prompt.n_tokens if self.prompt is not None else 0
+
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """An empty cache for ``batch_size`` sequences of up to ``max_len`` positions (the table size)."""
+        """An empty cache for ``batch_size`` sequences of up to ``max_len`` real tokens (default: what
+        the position table leaves), plus room for the virtual tokens of an attached prompt."""
+        n_virtual = self.n_virtual_tokens
         weight = self.tokens.weight
         return KVCache(
             self.config.n_layers,
             batch_size,
             self.config.kv_heads,
-            max_len or self.config.max_seq_len,
+            (max_len or self.config.max_seq_len - n_virtual) + n_virtual,
             self.config.head_dim,
             dtype=weight.dtype,
             device=weight.device,
@@ -192,32 +211,45 @@ class DecoderModel(ModelNumbers, nn.Module):
 
         ``attention_mask`` (batch, keys) marks real tokens with 1 (with a cache it covers the cached
         positions too); ``position_ids`` (batch, seq) default to ``cache.length ..``; ``cache`` is
-        read and extended, and its length advanced by ``seq``.
+        read and extended, and its length advanced by ``seq``. An attached ``prompt`` adds its virtual
+        tokens in front (see the class docstring): neither argument counts them.
         """
         seq = input_ids.shape[1]
         start = cache.length if cache is not None else 0
+        n_virtual = self.n_virtual_tokens
+        inserted = n_virtual if start == 0 else 0  # with a cache, the virtual tokens are already in it
         if position_ids is None:
-            last = start + seq - 1
-            position_ids = torch.arange(start, start + seq, device=input_ids.device)[None]
+            first = start + inserted  # after the virtual tokens: those inserted now, or those cached
+            position_ids = torch.arange(first, first + seq, device=input_ids.device)[None]
+            last = first + seq - 1
         else:  # given for left-padded prompts: read the largest (one sync, outside training)
+            position_ids = position_ids + n_virtual
             last = int(position_ids.max()) if seq else 0
         if last >= self.config.max_seq_len:
+            virtual = f" ({n_virtual} virtual tokens of prompt tuning first)" if n_virtual else ""
             raise ValueError(
-                f"position {last} is beyond the model's table of {self.config.max_seq_len} positions "
-                "(model.max_seq_len)"
+                f"position {last}{virtual} is beyond the model's table of {self.config.max_seq_len} "
+                "positions (model.max_seq_len)"
             )
         x = self.tokens(input_ids)
+        if inserted:
+            x = torch.cat((self.prompt().to(x.dtype).expand(x.shape[0], -1, -1), x), dim=1)
+            virtual_ids = torch.arange(n_virtual, device=input_ids.device).expand(len(position_ids), -1)
+            position_ids = torch.cat((virtual_ids, position_ids), dim=1)
+        if attention_mask is not None and n_virtual:
+            attention_mask = F.pad(attention_mask, (n_virtual, 0), value=1)
         if self.positions is not None:
             x = x + self.positions.gather(position_ids)
         x = self.dropout(x)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
-        mask, is_causal = self._attention_mask(attention_mask, seq, start, cache)
-        for index, block in enumerate(self.blocks):
+        mask, is_causal = self._attention_mask(attention_mask, x.shape[1], start, cache)
+        prefixes = self.prefix() if self.prefix is not None else [None] * len(self.blocks)
+        for index, (block, prefix) in enumerate(zip(self.blocks, prefixes, strict=True)):
             layer_cache = cache.layer(index) if cache is not None else None
-            x = block(x, mask, is_causal=is_causal, rotary=rotary, cache=layer_cache)
+            x = block(x, mask, is_causal=is_causal, rotary=rotary, cache=layer_cache, prefix=prefix)
         if cache is not None:
-            cache.advance(seq)
-        return self.final_norm(x)
+            cache.advance(x.shape[1])
+        return self.final_norm(x[:, inserted:])
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token scores over the vocabulary for each hidden state."""

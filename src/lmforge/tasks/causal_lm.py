@@ -4,30 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
-from lmforge.optim import OptimizerSettings, configure_optimizers
+from lmforge.tasks.base import LanguageTask
 from lmforge.throughput import BatchFlops
 
 
-class CausalLMPretraining(pl.LightningModule):
+class CausalLMPretraining(LanguageTask):
     """A ``DecoderModel`` trained on batches from ``CausalLMDataModule``.
 
     Logs the loss (nats per token), its perplexity, and the tokens seen so far (summed over devices;
     stored in checkpoints, so a resumed run keeps counting).
     """
 
-    def __init__(self, model: dict[str, Any], objective: dict[str, Any], optim: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        objective: dict[str, Any],
+        optim: dict[str, Any],
+        peft: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.config = instantiate(model)
         self.backbone = build_backbone(self.config)
-        self.optim = OptimizerSettings(**optim)
+        self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)
         self.val_loss = MeanMetric()
         self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.int64))
@@ -59,5 +64,6 @@ class CausalLMPretraining(pl.LightningModule):
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
 
-    def configure_optimizers(self) -> dict:
-        return configure_optimizers(self, self.optim)
+    def head_modules(self) -> list[torch.nn.Module]:
+        # an untied LM head is the task's head; a tied one is the token embedding, which the method decides
+        return [self.backbone.lm_head] if self.backbone.lm_head is not None else []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
@@ -12,13 +11,13 @@ from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
-from lmforge.optim import OptimizerSettings, configure_optimizers
+from lmforge.tasks.base import LanguageTask
 from lmforge.throughput import BatchFlops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 
 
-class BertPretraining(pl.LightningModule):
+class BertPretraining(LanguageTask):
     """Backbone + MLM head (+ NSP head), trained on batches from ``MaskedLMDataModule``.
 
     ``model`` is the ``model`` config (a ``_target_`` naming the backbone's config class), ``objective``
@@ -27,7 +26,13 @@ class BertPretraining(pl.LightningModule):
     product of a small model, shrinks to about 15 % of the tokens.
     """
 
-    def __init__(self, model: dict[str, Any], objective: dict[str, Any], optim: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        objective: dict[str, Any],
+        optim: dict[str, Any],
+        peft: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.config = instantiate(model)
@@ -38,7 +43,7 @@ class BertPretraining(pl.LightningModule):
         self.nsp = bool(objective.get("nsp", False))
         self.nsp_weight = float(objective.get("nsp_weight", 1.0))
         self.nsp_head = NextSentenceHead(self.config.d_model, self.config.init_std) if self.nsp else None
-        self.optim = OptimizerSettings(**optim)
+        self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)
         names = METRICS if self.nsp else METRICS[:2]
         self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in names})
@@ -106,5 +111,11 @@ class BertPretraining(pl.LightningModule):
         for name, value in values.items():
             self.log(f"val/{name}", value, prog_bar=name in shown)
 
-    def configure_optimizers(self) -> dict:
-        return configure_optimizers(self, self.optim)
+    def head_modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.mlm_head, self.nsp_head) if m is not None]
+
+    def pretrained_targets(self) -> dict[str, torch.nn.Module]:
+        return {"backbone.": self.backbone, **{f"{name}.": m for name, m in self.heads_by_name().items()}}
+
+    def heads_by_name(self) -> dict[str, torch.nn.Module]:
+        return {"mlm_head": self.mlm_head, **({"nsp_head": self.nsp_head} if self.nsp_head else {})}

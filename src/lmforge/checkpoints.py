@@ -1,0 +1,51 @@
+"""Reading our checkpoints back: the task module, its tokenizer and the run's settings.
+
+A checkpoint of ours is self-contained: the task's hyper-parameters rebuild the module, the
+DataModule's state holds the tokenizer (and for fine-tuning the label map), and ``config`` holds the
+run's resolved settings. With a tuning method that froze a pretrained backbone it holds only the
+trained tensors; the rest is read again from ``model.init_from`` while the module is rebuilt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from lmforge.errors import ConfigError
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise ConfigError(key, f"{key}={path} is not a file: give a checkpoint (.ckpt) path")
+    try:
+        return torch.load(str(path), map_location="cpu", mmap=True, weights_only=False)
+    except Exception as error:  # a truncated or foreign file: say which and why
+        raise ConfigError(key, f"cannot read {path} as a checkpoint: {error}") from error
+
+
+def checkpoint_tokenizer(checkpoint: dict[str, Any]) -> Tokenizer | None:
+    """The tokenizer a DataModule stored in the checkpoint (its state sits under its class name)."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and isinstance(value.get("tokenizer"), str):
+            return Tokenizer.from_str(value["tokenizer"])
+    return None
+
+
+def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, Tokenizer, dict[str, Any]]:
+    """The task module (in eval mode) on ``device``, its tokenizer, and the checkpoint itself."""
+    from lmforge.tasks import TASKS  # the tasks import this module's neighbours: import late
+
+    checkpoint = read_checkpoint(ckpt_path)
+    hparams = dict(checkpoint.get("hyper_parameters", {}))
+    kind = hparams.get("objective", {}).get("kind")
+    tokenizer = checkpoint_tokenizer(checkpoint)
+    if kind not in TASKS or tokenizer is None:
+        raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
+    if kind == "classify":
+        hparams["tokenizer"] = tokenizer  # prompt tuning may start from a text
+    task = TASKS[kind](**hparams)  # the checkpoint is read once, here
+    task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
+    return task.to(device).eval(), tokenizer, checkpoint

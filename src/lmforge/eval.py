@@ -1,0 +1,68 @@
+"""``python eval.py ckpt_path=...``: score a checkpoint on the test split of the data it was trained on.
+
+The checkpoint carries the run's settings, tokenizer and label map, so the same split is rebuilt and
+read the same way; ``data.*`` overrides replace single settings (a bigger batch, another test file).
+The metrics are printed and written to ``metrics.json`` in the report's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lmforge.checkpoints import load_task
+from lmforge.checks import build, exit_on_config_error
+from lmforge.errors import ConfigError
+from lmforge.resolvers import register_resolvers
+
+log = logging.getLogger("lmforge.eval")
+register_resolvers()
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+SPLITS = ("test", "val")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if cfg.split not in SPLITS:
+        raise ConfigError("split", f"split={cfg.split} is not one of {', '.join(SPLITS)}")
+    task, _, checkpoint = load_task(cfg.ckpt_path)
+    saved = checkpoint.get("config")
+    if not saved or "data" not in saved:
+        raise ConfigError(
+            "ckpt_path",
+            f"{cfg.ckpt_path} does not hold its run's settings: it was written by an older train.py",
+        )
+    data_cfg = OmegaConf.merge(OmegaConf.create(saved["data"]), cfg.get("data") or {})
+    datamodule = build(data_cfg)
+    datamodule.restore(cfg.ckpt_path)
+    datamodule.prepare_data()
+    trainer = build(cfg.trainer)
+    if cfg.split == "test":
+        if not hasattr(datamodule, "test_dataloader") or not hasattr(task, "test_step"):
+            raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
+        results = trainer.test(task, datamodule=datamodule, verbose=False)
+    else:
+        results = trainer.validate(task, datamodule=datamodule, verbose=False)
+    metrics: dict[str, Any] = {k: float(v) for k, v in results[0].items()}
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "metrics": metrics}
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    width = max(len(name) for name in metrics)
+    print(f"{cfg.split} metrics of {cfg.ckpt_path}:")
+    for name, value in sorted(metrics.items()):
+        print(f"  {name:<{width}}  {value:.4f}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    exit_on_config_error(lambda: evaluate(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Starting a model from one of our checkpoints (``model.init_from``): read, match, load, report.
+
+A pretraining checkpoint holds the backbone under ``backbone.`` and its objective's heads beside it.
+Fine-tuning loads the backbone (and, for BERT, the NSP head's pooler into the classifier's pooler),
+reports which keys it left out, and refuses a backbone of another shape unless ``model.init_strict``
+is false, so a mistyped preset never trains on half-loaded weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from lmforge.checkpoints import checkpoint_tokenizer, read_checkpoint
+from lmforge.errors import ConfigError
+
+log = logging.getLogger("lmforge.pretrained")
+
+# Keys of the model config that decide the shapes of the weights; the rest (dropout, init) may differ.
+SHAPE_KEYS = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_ff",
+    "max_seq_len",
+    "type_vocab_size",
+    "position",
+    "norm",
+    "norm_position",
+    "gated",
+    "bias",
+    "tie_embeddings",
+)
+
+
+def pretrained_tokenizer(path: str) -> Tokenizer:
+    """The tokenizer stored in the checkpoint ``model.init_from`` names: fine-tuning must read text as
+    pretraining did."""
+    tokenizer = checkpoint_tokenizer(read_checkpoint(path, "model.init_from"))
+    if tokenizer is None:
+        raise ConfigError("model.init_from", f"{path} holds no tokenizer: is it a checkpoint of ours?")
+    return tokenizer
+
+
+def checkpoint_model(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return dict(checkpoint.get("hyper_parameters", {}).get("model", {}))
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in our module, absent from the checkpoint
+    unexpected: list[str] = field(default_factory=list)  # in the checkpoint, absent from our module
+    mismatched: list[str] = field(default_factory=list)  # both, with different shapes
+    unused: list[str] = field(default_factory=list)  # parts of the checkpoint no target asked for
+
+    def problems(self) -> list[str]:
+        return [*self.missing, *self.unexpected, *self.mismatched]
+
+
+def check_shapes(config: Any, saved: dict[str, Any], path: str) -> None:
+    differ = [
+        f"{key}={getattr(config, key)} (checkpoint: {saved[key]})"
+        for key in SHAPE_KEYS
+        if key in saved and hasattr(config, key) and getattr(config, key) != saved[key]
+    ]
+    if saved.get("_target_") and saved["_target_"].rsplit(".", 1)[-1] != type(config).__name__:
+        differ.insert(0, f"a {type(config).__name__} (checkpoint: {saved['_target_'].rsplit('.', 1)[-1]})")
+    if differ:
+        raise ConfigError(
+            "model.init_from",
+            f"{path} holds another model: this run's model has " + ", ".join(differ) + ". Pick the preset it "
+            "was trained with (its sizes are in the checkpoint's run folder, .hydra/config.yaml), or set "
+            "model.init_strict=false to load only what fits",
+        )
+
+
+def match(
+    targets: dict[str, nn.Module], state: dict[str, torch.Tensor]
+) -> tuple[LoadReport, dict[str, dict[str, torch.Tensor]]]:
+    """Pair ``state`` tensors with each target module by checkpoint prefix; copy nothing yet."""
+    report, fitting, used = LoadReport(), {}, set()
+    for prefix, module in targets.items():
+        own = module.state_dict()
+        found = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        used.update(prefix + key for key in found)
+        fitting[prefix] = {}
+        for key, value in found.items():
+            if key not in own:
+                report.unexpected.append(prefix + key)
+            elif own[key].shape != value.shape:
+                report.mismatched.append(
+                    f"{prefix}{key} (ours {tuple(own[key].shape)}, checkpoint {tuple(value.shape)})"
+                )
+            else:
+                fitting[prefix][key] = value
+                report.loaded.append(prefix + key)
+        report.missing.extend(prefix + key for key in own if key not in found)
+    report.unused.extend(sorted({key.split(".", 1)[0] for key in state if key not in used}))
+    return report, fitting
+
+
+def load_pretrained(path: str, config: Any, targets: dict[str, nn.Module], strict: bool = True) -> LoadReport:
+    """Load ``path``'s weights into ``targets`` (checkpoint prefix -> module) and report.
+
+    With ``strict``, a backbone of other shapes, or any missing, unexpected or mismatched key, is a
+    ``ConfigError`` raised before anything is copied; without it, what fits is loaded and the rest
+    named in a warning.
+    """
+    checkpoint = read_checkpoint(path, "model.init_from")
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        raise ConfigError(
+            "model.init_from", f"{path} holds no state_dict: is it a Lightning checkpoint of ours?"
+        )
+    if strict:
+        check_shapes(config, checkpoint_model(checkpoint), path)
+    report, fitting = match(targets, state)
+    problems = report.problems()
+    if strict and problems:  # nothing is copied unless everything fits
+        shown = ", ".join(problems[:6]) + (" ..." if len(problems) > 6 else "")
+        raise ConfigError(
+            "model.init_from",
+            f"{path} does not fit this model ({len(problems)} keys missing, unexpected or of another "
+            f"shape: {shown}); set model.init_strict=false to load only what fits",
+        )
+    for prefix, module in targets.items():
+        module.load_state_dict(fitting[prefix], strict=False)
+    log.info(
+        "model.init_from: %d tensors loaded from %s%s",
+        len(report.loaded),
+        path,
+        f"; not used: {', '.join(report.unused)} (the pretraining heads)" if report.unused else "",
+    )
+    if report.problems():
+        log.warning(
+            "model.init_strict=false: %d tensors not loaded (missing, unexpected or of another shape): %s",
+            len(report.problems()),
+            ", ".join(report.problems()[:10]),
+        )
+    return report

@@ -1,0 +1,97 @@
+"""What every task shares around its backbone: starting weights, the tuning method, what is saved.
+
+A task builds its backbone and heads, then calls ``prepare_backbone``: the backbone (and heads that
+have a pretrained counterpart) are loaded from ``model.init_from``, the ``peft`` method is applied,
+and the trainable share is reported. With a method that freezes a pretrained backbone, checkpoints
+hold only the trainable weights; the frozen rest is rebuilt from ``init_from`` when one is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import nn
+
+from lmforge.errors import ConfigError
+from lmforge.optim import OptimizerSettings, configure_optimizers
+from lmforge.peft import apply_peft, parameter_counts
+from lmforge.pretrained import load_pretrained
+
+log = logging.getLogger("lmforge.tasks")
+
+FULL = {"method": "none", "lr": None}
+
+
+class LanguageTask(pl.LightningModule):
+    """Base of our LightningModules: subclasses set ``config``, ``backbone`` and their heads first."""
+
+    config: Any
+    backbone: nn.Module
+
+    def head_modules(self) -> list[nn.Module]:
+        """The task's heads: trained by every tuning method."""
+        return []
+
+    def pretrained_targets(self) -> dict[str, nn.Module]:
+        """Checkpoint prefix -> module to load from ``model.init_from`` (the backbone, at least)."""
+        return {"backbone.": self.backbone}
+
+    def prepare_backbone(
+        self, optim: dict[str, Any], peft: dict[str, Any] | None, tokenizer: Any = None
+    ) -> None:
+        peft = dict(peft or FULL)
+        if self.config.init_from:
+            load_pretrained(
+                self.config.init_from, self.config, self.pretrained_targets(), self.config.init_strict
+            )
+        self.method = apply_peft(self.backbone, self.head_modules(), peft, tokenizer)
+        if not any(p.requires_grad for p in self.parameters()):
+            raise ConfigError(
+                "peft.method",
+                f"peft.method={self.method.name} leaves nothing to train in {type(self).__name__} (its "
+                "head is the frozen token embedding): choose another method, e.g. peft=lora",
+            )
+        lr = self.method.lr if self.method.lr is not None else optim["lr"]
+        self.optim = OptimizerSettings(**{**optim, "lr": lr})
+        # Checkpoints then hold the trainable weights alone; loading one needs the rest from init_from.
+        self.strict_loading = not self.saves_trainable_only
+
+    def report(self) -> None:
+        """Log the trainable share (and warn about a frozen backbone that was never trained)."""
+        trainable, total = parameter_counts(self)
+        log.info(
+            "peft=%s: %s of %s parameters train (%.3f %%), peak learning rate %g",
+            self.method.name,
+            f"{trainable:,}",
+            f"{total:,}",
+            100 * trainable / max(1, total),
+            self.optim.lr,
+        )
+        if self.freezes_backbone and not self.config.init_from:
+            log.warning(
+                "peft=%s freezes a backbone that was never trained (random weights): point model.init_from "
+                "at a pretraining checkpoint, e.g. logs/pretrain/runs/<run>/checkpoints/last.ckpt",
+                self.method.name,
+            )
+
+    @property
+    def freezes_backbone(self) -> bool:
+        return any(not p.requires_grad for p in self.backbone.parameters())
+
+    @property
+    def saves_trainable_only(self) -> bool:
+        """A frozen backbone is saved only by reference, when it comes from a file that can be reread."""
+        return self.freezes_backbone and bool(self.config.init_from)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["peft"] = {"method": self.method.name, "base": self.config.init_from}
+        if getattr(self, "run_config", None):  # set by train(): what eval.py rebuilds the data from
+            checkpoint["config"] = self.run_config
+        if self.saves_trainable_only:
+            keep = set(self.method.trainable_state_dict(self))
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def configure_optimizers(self) -> dict:
+        return configure_optimizers(self, self.optim)
