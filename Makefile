@@ -13,10 +13,10 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian train test test-all bench lint format clean
+.PHONY: help venv data-debian data-finetune train test test-all bench lint format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, d
 data-debian: $(STAMP) ## fetch and unpack the debian_docs corpus into data/debian; install its PyPI readers
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
 	bash scripts/fetch_debian.sh data/debian
+
+data-finetune: $(STAMP) ## fetch the labeled fine-tuning sets into data/finetune (+ the two Bibles into data/debian)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
+	PYTHON=$(PY) bash scripts/fetch_finetune.sh data/finetune data/debian
 
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)

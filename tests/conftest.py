@@ -83,3 +83,17 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config([*(TINY if tiny else []), *overrides], tmp_path)
 
     return make
+
+
+SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"]
+
+
+@pytest.fixture(scope="session")
+def pretrained_bert(tmp_path_factory) -> Path:
+    """The last checkpoint of the tiny BERT of ``TINY`` pretrained for a few steps (MLM + NSP)."""
+    from lmforge.train import train
+
+    tmp = tmp_path_factory.mktemp("pretrained_bert")
+    cfg = compose_config([*TINY, *SHORT], tmp)
+    train(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"

@@ -135,7 +135,21 @@ def test_every_preset_composes_and_builds(group, name, make_cfg):
             instantiate(entry)
 
 
-@pytest.mark.parametrize("name", options("data"))
+# The labeled sets (they choose objective=classify) need their files: test_labeled_data.py composes and
+# builds each of them on its fixtures.
+LABELED = {
+    "labeled",
+    "csv",
+    "jsonl",
+    "trec",
+    "movie_sentiment",
+    "sms_spam",
+    "wordnet_supersense",
+    "bible_paraphrase",
+}
+
+
+@pytest.mark.parametrize("name", [name for name in options("data") if name not in LABELED])
 def test_data_presets_compose(name, make_cfg):
     overrides = [f"data={name}"]
     if name == "text_files":

@@ -14,18 +14,7 @@ from lmforge.errors import ConfigError
 from lmforge.peft.merge import main as merge_main
 from lmforge.train import train
 
-from .conftest import TINY, compose_config
-
-SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"]
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> Path:
-    """A checkpoint of a tiny BERT pretrained for a few steps."""
-    tmp = tmp_path_factory.mktemp("base")
-    cfg = compose_config([*TINY, *SHORT], tmp)
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+from .conftest import SHORT
 
 
 def test_bert_base_with_prefix_composes_and_builds(make_cfg):
@@ -40,17 +29,17 @@ def test_prefix_tuning_runs_a_fast_dev_run_and_warns_about_the_random_backbone(m
     assert "freezes a backbone that was never trained" in caplog.text
 
 
-def test_a_method_checkpoint_holds_only_trained_tensors_and_reloads_onto_its_base(make_cfg, pretrained):
-    cfg = make_cfg("peft=lora", f"model.init_from={pretrained}", *SHORT)
+def test_a_method_checkpoint_holds_only_trained_tensors_and_reloads_onto_its_base(make_cfg, pretrained_bert):
+    cfg = make_cfg("peft=lora", f"model.init_from={pretrained_bert}", *SHORT)
     train(cfg)
     run = Path(cfg.paths.output_dir)
     ckpt = run / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=False)
     names = set(saved["state_dict"])
     assert names and all(".lora." in n or n.startswith(("mlm_head.", "nsp_head.")) for n in names), names
-    assert saved["peft"] == {"method": "lora", "base": str(pretrained)}
+    assert saved["peft"] == {"method": "lora", "base": str(pretrained_bert)}
     task, _, _ = load_task(str(ckpt))
-    base = torch.load(pretrained, weights_only=False)["state_dict"]
+    base = torch.load(pretrained_bert, weights_only=False)["state_dict"]
     # the frozen backbone comes back from the base checkpoint, the LoRA tensors from this one
     assert torch.equal(
         task.state_dict()["backbone.embeddings.tokens.weight"], base["backbone.embeddings.tokens.weight"]
@@ -61,11 +50,11 @@ def test_a_method_checkpoint_holds_only_trained_tensors_and_reloads_onto_its_bas
     )
     method_files = load_file(run / "peft" / "adapter_model.safetensors")
     assert set(method_files) == names
-    assert json.loads((run / "peft" / "adapter_config.json").read_text())["base"] == str(pretrained)
+    assert json.loads((run / "peft" / "adapter_config.json").read_text())["base"] == str(pretrained_bert)
 
 
-def test_merge_writes_a_plain_model_with_the_same_outputs(make_cfg, pretrained, tmp_path):
-    cfg = make_cfg("peft=lora", f"model.init_from={pretrained}", *SHORT)
+def test_merge_writes_a_plain_model_with_the_same_outputs(make_cfg, pretrained_bert, tmp_path):
+    cfg = make_cfg("peft=lora", f"model.init_from={pretrained_bert}", *SHORT)
     train(cfg)
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     merge_main([str(ckpt), "--out", str(tmp_path / "merged")])
@@ -77,24 +66,24 @@ def test_merge_writes_a_plain_model_with_the_same_outputs(make_cfg, pretrained, 
     assert set(load_file(tmp_path / "merged" / "model.safetensors")) == set(plain.state_dict())
 
 
-def test_merge_refuses_a_method_that_cannot_be_folded(make_cfg, pretrained, capsys):
-    cfg = make_cfg("peft=prefix", f"model.init_from={pretrained}", *SHORT)
+def test_merge_refuses_a_method_that_cannot_be_folded(make_cfg, pretrained_bert, capsys):
+    cfg = make_cfg("peft=prefix", f"model.init_from={pretrained_bert}", *SHORT)
     train(cfg)
     with pytest.raises(SystemExit) as stop:
         merge_main([str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"), "--out", "unused"])
     assert stop.value.code == 2 and "cannot be folded" in capsys.readouterr().err
 
 
-def test_init_from_a_model_of_another_shape_is_refused_before_training(make_cfg, pretrained):
-    cfg = make_cfg("model.d_model=64", f"model.init_from={pretrained}", *SHORT)
+def test_init_from_a_model_of_another_shape_is_refused_before_training(make_cfg, pretrained_bert):
+    cfg = make_cfg("model.d_model=64", f"model.init_from={pretrained_bert}", *SHORT)
     with pytest.raises(ConfigError, match="d_model=64 \\(checkpoint: 32\\)"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
-def test_init_strict_false_loads_what_fits_and_says_what_it_skipped(make_cfg, pretrained, caplog):
+def test_init_strict_false_loads_what_fits_and_says_what_it_skipped(make_cfg, pretrained_bert, caplog):
     cfg = make_cfg(
-        "model.n_layers=2", f"model.init_from={pretrained}", "model.init_strict=false", "debug=fdr"
+        "model.n_layers=2", f"model.init_from={pretrained_bert}", "model.init_strict=false", "debug=fdr"
     )
     with caplog.at_level(logging.WARNING, logger="lmforge.pretrained"):
         train(cfg)

@@ -10,6 +10,18 @@ from lmforge.train import train
 def test_secrets_are_dropped_at_any_depth():
     config = {"a": 1, "api_key": "k", "nested": {"hf_token": "t", "keep": [{"password": "p", "b": 2}]}}
     assert without_secrets(config) == {"a": 1, "nested": {"keep": [{"b": 2}]}}
+    settings = {
+        "tokenizer": {"vocab_size": 8},
+        "max_new_tokens": 4,
+        "shard_tokens": 9,
+        "token": "t",
+        "SECRET": "s",
+    }
+    assert without_secrets(settings) == {
+        "tokenizer": {"vocab_size": 8},
+        "max_new_tokens": 4,
+        "shard_tokens": 9,
+    }
 
 
 def test_wandb_goes_offline_without_a_key_and_records_the_run(make_cfg, tmp_path, monkeypatch, caplog):

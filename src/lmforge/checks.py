@@ -20,6 +20,7 @@ from lmforge.errors import ConfigError
 from lmforge.models import TransformerConfig, is_decoder
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+OBJECTIVE_KINDS = ("mlm", "clm", "classify")
 T = TypeVar("T")
 
 
@@ -59,10 +60,12 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_model_objective(model: TransformerConfig, objective: dict[str, Any]) -> None:
-    """An encoder trains with a masked-LM objective, a decoder with the causal-LM one."""
+    """An encoder trains with a masked-LM objective, a decoder with the causal-LM one; either classifies."""
     kind = objective.get("kind")
-    if kind not in ("mlm", "clm"):
-        raise ConfigError("objective.kind", f"objective.kind={kind!r} is not one of mlm, clm")
+    if kind not in OBJECTIVE_KINDS:
+        raise ConfigError(
+            "objective.kind", f"objective.kind={kind!r} is not one of {', '.join(OBJECTIVE_KINDS)}"
+        )
     if is_decoder(model) and kind == "mlm":
         raise ConfigError(
             "objective",

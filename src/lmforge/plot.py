@@ -77,7 +77,7 @@ def plot(folders: list[Path], out: Path, metrics: list[str] | None = None) -> Pa
     if missing or not names:
         known = sorted({n for run in curves for n in run})
         raise SystemExit(f"error: no run logged {', '.join(missing) or 'a loss'}; logged: {', '.join(known)}")
-    columns = min(3, len(names))
+    columns = 2 if len(names) == 4 else min(3, len(names))
     rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     for axis, name in zip(axes.flat, names, strict=False):

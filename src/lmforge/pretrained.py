@@ -102,7 +102,12 @@ def match(
                 fitting[prefix][key] = value
                 report.loaded.append(prefix + key)
         report.missing.extend(prefix + key for key in own if key not in found)
-    report.unused.extend(sorted({key.split(".", 1)[0] for key in state if key not in used}))
+    touched = {key.split(".", 1)[0] for key in used}
+    for key in state:  # name whole heads left out, or the parts of a head that was partly used
+        if key not in used:
+            head, rest = [*key.split(".", 1), ""][:2]
+            report.unused.append(f"{head}.{rest.split('.', 1)[0]}" if head in touched else head)
+    report.unused[:] = sorted(set(report.unused))
     return report, fitting
 
 

@@ -20,7 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd)", re.IGNORECASE)
+# Key names that hold secrets: api_key, hf_token, access_token, client_secret, password ... but not
+# settings that merely mention tokens (tokenizer, max_new_tokens, shard_tokens).
+_SECRET = re.compile(r"(api[_-]?key|secret([_-]?key)?|password|passwd|(^|[_-])token)$", re.IGNORECASE)
 
 
 def has_wandb_key() -> bool:

@@ -60,6 +60,18 @@ def group_choices() -> str:
     return " ".join(f"{g}={choices[g]}" for g in groups if choices.get(g) not in (None, "null"))
 
 
+def check_run(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any], pl.LightningDataModule]:
+    """Check a composed config and build what validates itself, before any data is read: the model
+    config, the objective and optimiser settings, the DataModule (returned for ``train`` to use)."""
+    check_config(cfg)
+    model_config = build(cfg.model)
+    objective = OmegaConf.to_container(cfg.objective, resolve=True)
+    check_model_objective(model_config, objective)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
+    return model_config, objective, optim, build(cfg.data)
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | None:
     """Check the config, build data, model and trainer, fit; return ``cfg.optimized_metric``.
 
@@ -67,14 +79,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     ``plan=true`` the run's costs are printed instead and nothing is trained (returns None).
     """
     started = time.perf_counter()
-    check_config(cfg)
-    # Everything below validates its settings as it is built, before any data is read.
-    model_config = build(cfg.model)
-    objective = OmegaConf.to_container(cfg.objective, resolve=True)
-    check_model_objective(model_config, objective)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
-    datamodule = build(cfg.data)
+    model_config, objective, optim, datamodule = check_run(cfg)
     trainer = None
     if not cfg.get("plan"):
         callbacks = [*instantiate_entries(cfg.get("callbacks")), *extra_callbacks]

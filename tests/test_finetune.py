@@ -1,0 +1,123 @@
+"""Fine-tuning a classifier: from a pretraining checkpoint, on BERT and decoders, resume, eval.py."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.checkpoints import load_task
+from lmforge.models import GPTConfig, LlamaConfig
+from lmforge.tasks import SequenceClassification
+from lmforge.train import train
+
+from .conftest import FIXTURES, run_cli
+
+TOPICS = FIXTURES / "labeled" / "files" / "topics.csv"
+# The tiny BERT of conftest.TINY (so a checkpoint of it loads), on 48 sentences of two topics.
+CLASSIFY = [
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_ff=64",
+    "model.n_layers=1",
+    "model.max_seq_len=64",
+    "data=csv",
+    f"data.source.path={TOPICS}",
+    "data.source.text_column=sentence",
+    "data.source.label_column=topic",
+    "data.tokenizer.vocab_size=300",
+    "data.max_seq_len=32",
+    "data.batch_size=8",
+    "data.val_fraction=0.25",
+    "data.test_fraction=0.25",
+    "callbacks.rich_progress_bar=null",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.max_steps=8",
+    "trainer.val_check_interval=4",
+    "trainer.log_every_n_steps=1",
+    "optimized_metric=val/acc",
+    "optimized_mode=max",
+]
+
+
+def test_a_bert_fine_tunes_from_a_pretraining_checkpoint_and_eval_scores_it(
+    make_cfg, pretrained_bert, tmp_path
+):
+    cfg = make_cfg(*CLASSIFY, f"model.init_from={pretrained_bert}", "peft=lora", tiny=False)
+    assert cfg.objective.kind == "classify"
+    assert train(cfg) is not None
+    run = Path(cfg.paths.output_dir)
+    result = json.loads((run / "result.json").read_text())
+    assert result["metric"] == "val/acc" and 0 <= result["best"] <= 1 and result["trainable_pct"] < 50
+
+    ckpt = run / "checkpoints" / "last.ckpt"
+    task, tokenizer, _ = load_task(str(ckpt))
+    assert task.label_names == ["cooking", "travel"]
+    pretraining = torch.load(pretrained_bert, weights_only=False)
+    base = pretraining["state_dict"]
+    # the classifier's pooler starts from the NSP head's (a head: it trains on from there)
+    fresh = SequenceClassification(**torch.load(ckpt, weights_only=False)["hyper_parameters"])
+    assert torch.equal(fresh.pooler.weight, base["nsp_head.pooler.weight"])
+    assert not torch.equal(task.pooler.weight, base["nsp_head.pooler.weight"])
+    assert tokenizer.to_str() == pretraining["MaskedLMDataModule"]["tokenizer"]  # pretraining's own
+
+    scored = run_cli(
+        "eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/eval", "trainer.enable_progress_bar=false"
+    )
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert "test/acc" in scored.stdout and "test/macro_f1" in scored.stdout
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["split"] == "test" and 0 <= report["metrics"]["test/acc"] <= 1
+
+
+def test_a_classification_run_resumes_with_its_labels_and_tokenizer(make_cfg):
+    first = make_cfg(*CLASSIFY, tiny=False)
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    again = make_cfg(*CLASSIFY, f"ckpt_path={last}", "trainer.max_steps=12", tiny=False)
+    train(again)
+    assert (
+        torch.load(Path(again.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)[
+            "global_step"
+        ]
+        == 12
+    )
+
+
+@pytest.mark.parametrize("model", ["gpt_tiny", "llama_tiny"])
+def test_decoders_fine_tune_with_a_method(make_cfg, model):
+    cfg = make_cfg(
+        *CLASSIFY, f"model={model}", "model.d_model=32", "model.n_heads=2", "peft=prefix", tiny=False
+    )
+    assert cfg.data.tokenizer.kind == "bpe" and cfg.objective.kind == "classify"
+    train(cfg)
+    assert json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("config_type", [GPTConfig, LlamaConfig])
+def test_a_decoder_classifies_from_the_last_real_token_whatever_the_padding(config_type):
+    model = {
+        "_target_": f"lmforge.models.{config_type.__name__}",
+        "vocab_size": 50,
+        "d_model": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "n_kv_heads": 1,
+        "d_ff": 64,
+        "max_seq_len": 32,
+    }
+    task = SequenceClassification(model, {"classifier_dropout": 0.0}, {"lr": 1e-3}, ["a", "b", "c"]).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    alone = task(ids, torch.ones_like(ids))
+    padded = torch.tensor([[5, 6, 7, 8, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0]])
+    torch.testing.assert_close(task(padded, mask), alone)
+    # and it reads the last token: changing it changes the prediction's logits
+    assert not torch.allclose(task(torch.tensor([[5, 6, 7, 9]]), torch.ones_like(ids)), alone)
+
+
+def test_eval_without_a_checkpoint_says_so(tmp_path):
+    result = run_cli("eval.py", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}/eval")
+    assert result.returncode == 2 and "is not a file" in result.stderr
