@@ -35,7 +35,8 @@ def checkpoint_tokenizer(checkpoint: dict[str, Any]) -> Tokenizer | None:
 
 
 def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, Tokenizer, dict[str, Any]]:
-    """The task module (in eval mode) on ``device``, its tokenizer, and the checkpoint itself."""
+    """The task module, for inference (eval mode, encoders folded), on ``device``, its tokenizer, and
+    the checkpoint itself."""
     from lmforge.tasks import TASKS  # the tasks import this module's neighbours: import late
 
     checkpoint = read_checkpoint(ckpt_path)
@@ -48,4 +49,7 @@ def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, 
         hparams["tokenizer"] = tokenizer  # prompt tuning may start from a text
     task = TASKS[kind](**hparams)  # the checkpoint is read once, here
     task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
+    fold = getattr(task.method, "fold", None)
+    if fold is not None:  # prefix and p-tuning: their encoders' outputs become plain tensors for inference
+        fold()
     return task.to(device).eval(), tokenizer, checkpoint
