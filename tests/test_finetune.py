@@ -121,3 +121,11 @@ def test_a_decoder_classifies_from_the_last_real_token_whatever_the_padding(conf
 def test_eval_without_a_checkpoint_says_so(tmp_path):
     result = run_cli("eval.py", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}/eval")
     assert result.returncode == 2 and "is not a file" in result.stderr
+
+
+def test_eval_scores_a_pretraining_checkpoint_on_validation_only(pretrained_bert, tmp_path):
+    refused = run_cli("eval.py", f"ckpt_path={pretrained_bert}", f"hydra.run.dir={tmp_path}/test")
+    assert refused.returncode == 2 and "use split=val" in refused.stderr
+    scored = run_cli("eval.py", f"ckpt_path={pretrained_bert}", "split=val", f"hydra.run.dir={tmp_path}/val")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert "val/mlm_loss" in json.loads((tmp_path / "val" / "metrics.json").read_text())["metrics"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from lmforge.checkpoints import load_task
@@ -36,14 +37,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "ckpt_path",
             f"{cfg.ckpt_path} does not hold its run's settings: it was written by an older train.py",
         )
+    if cfg.split == "test" and type(task).test_step is pl.LightningModule.test_step:
+        raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
     data_cfg = OmegaConf.merge(OmegaConf.create(saved["data"]), cfg.get("data") or {})
     datamodule = build(data_cfg)
     datamodule.restore(cfg.ckpt_path)
     datamodule.prepare_data()
     trainer = build(cfg.trainer)
     if cfg.split == "test":
-        if not hasattr(datamodule, "test_dataloader") or not hasattr(task, "test_step"):
-            raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
         results = trainer.test(task, datamodule=datamodule, verbose=False)
     else:
         results = trainer.validate(task, datamodule=datamodule, verbose=False)
