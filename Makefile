@@ -21,7 +21,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,oracle]"
 	touch $(STAMP)
 
 venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, dev tools)

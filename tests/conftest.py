@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -83,6 +85,23 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config([*(TINY if tiny else []), *overrides], tmp_path)
 
     return make
+
+
+def run_if(
+    min_gpus: int = 0, deepspeed: bool = False, linux: bool = False, multiprocess: bool = False
+) -> pytest.MarkDecorator:
+    """One ``skipif`` for what a test needs: CUDA GPUs, the deepspeed package, Linux, or 2 processes
+    (``torch.distributed`` with gloo); the reason names everything that is missing."""
+    missing = []
+    if min_gpus and torch.cuda.device_count() < min_gpus:
+        missing.append(f"{min_gpus} CUDA GPU(s) (found {torch.cuda.device_count()})")
+    if deepspeed and importlib.util.find_spec("deepspeed") is None:
+        missing.append('the deepspeed package (pip install -c constraints.txt -e ".[strategies]")')
+    if linux and not sys.platform.startswith("linux"):
+        missing.append(f"Linux (this is {sys.platform})")
+    if multiprocess and not (dist.is_available() and dist.is_gloo_available()):
+        missing.append("torch.distributed with gloo")
+    return pytest.mark.skipif(bool(missing), reason="needs " + ", ".join(missing))
 
 
 SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"]

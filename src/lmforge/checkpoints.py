@@ -8,6 +8,7 @@ trained tensors; the rest is read again from ``model.init_from`` while the modul
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,43 @@ from tokenizers import Tokenizer
 
 from lmforge.errors import ConfigError
 
+# What Lightning's ModelParallelStrategy (strategy=fsdp) writes beside the shards of a checkpoint folder.
+DISTRIBUTED_METADATA = "meta.pt"
 
-def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
-    if not Path(path).is_file():
-        raise ConfigError(key, f"{key}={path} is not a file: give a checkpoint (.ckpt) path")
+
+def is_distributed_checkpoint(path: str | Path) -> bool:
+    """A folder of shards (strategy=fsdp) rather than one file."""
+    return (Path(path) / DISTRIBUTED_METADATA).is_file()
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt_path", weights: bool = True) -> dict[str, Any]:
+    """A checkpoint file, or a distributed checkpoint folder gathered into one dict on the CPU (its
+    optimizer state left out); ``weights=False`` skips a folder's shards (the tokenizer, settings)."""
+    path = Path(path)
+    if is_distributed_checkpoint(path):
+        return read_distributed_checkpoint(path, weights)
+    if not path.is_file():
+        raise ConfigError(
+            key,
+            f"{key}={path} is not a file: give a checkpoint (.ckpt) or a distributed checkpoint's folder",
+        )
     try:
         return torch.load(str(path), map_location="cpu", mmap=True, weights_only=False)
     except Exception as error:  # a truncated or foreign file: say which and why
         raise ConfigError(key, f"cannot read {path} as a checkpoint: {error}") from error
+
+
+def read_distributed_checkpoint(path: Path, weights: bool = True) -> dict[str, Any]:
+    """Lightning's metadata plus the full ``state_dict`` gathered from the shards, in one process."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    checkpoint = torch.load(path / DISTRIBUTED_METADATA, map_location="cpu", weights_only=False)
+    if weights:
+        with tempfile.TemporaryDirectory() as folder:
+            whole = Path(folder) / "whole.pt"
+            dcp_to_torch_save(path, whole)
+            checkpoint["state_dict"] = torch.load(whole, map_location="cpu", weights_only=False)["state_dict"]
+    return checkpoint
 
 
 def checkpoint_tokenizer(checkpoint: dict[str, Any]) -> Tokenizer | None:

@@ -16,10 +16,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lmforge.checkpoints import is_distributed_checkpoint
 from lmforge.errors import ConfigError
 from lmforge.models import TransformerConfig, is_decoder
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+# Lightning's (and ours built on them): they refuse a CPU accelerator
+GPU_ONLY_STRATEGIES = ("DeepSpeedStrategy", "DeepSpeedZeroStrategy", "FSDPStrategy")
 OBJECTIVE_KINDS = ("mlm", "clm", "classify")
 T = TypeVar("T")
 
@@ -43,6 +46,7 @@ def check_config(cfg: DictConfig) -> None:
             "trainer.accelerator",
             f"trainer.accelerator={trainer.accelerator} but this machine has no CUDA GPU: use trainer=cpu",
         )
+    check_strategy(trainer)
     unbounded = (None, -1)
     if (
         trainer.get("max_steps", -1) in unbounded
@@ -55,8 +59,31 @@ def check_config(cfg: DictConfig) -> None:
         )
 
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError("ckpt_path", f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) path")
+    if ckpt_path is not None and not (Path(ckpt_path).is_file() or is_distributed_checkpoint(ckpt_path)):
+        raise ConfigError(
+            "ckpt_path",
+            f"ckpt_path={ckpt_path} is not a file: give a checkpoint (.ckpt) or a distributed one's folder",
+        )
+
+
+def check_strategy(trainer: DictConfig) -> None:
+    """Lightning's DeepSpeed and FSDP(1) strategies run on CUDA GPUs only: refuse them before any work."""
+    strategy = trainer.get("strategy", "auto")
+    if isinstance(strategy, DictConfig | dict):
+        name = str(strategy.get("_target_", "")).rsplit(".", 1)[-1]
+        shown = f"{name} (stage {strategy.stage})" if strategy.get("stage") else name
+        gpu_only = name in GPU_ONLY_STRATEGIES
+    else:  # Lightning's registered names: fsdp, fsdp_cpu_offload, deepspeed, deepspeed_stage_3, ...
+        name = str(strategy)
+        shown = f"trainer.strategy={name}"
+        gpu_only = name.lower().startswith(("deepspeed", "fsdp"))
+    if gpu_only and not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.strategy",
+            f"{shown} runs on CUDA GPUs only and this machine has none: use strategy=ddp_cpu (data "
+            "parallel on 2 CPU processes) or strategy=fsdp trainer.accelerator=cpu trainer.devices=2 "
+            "(FSDP2 through ModelParallelStrategy, which shards on CPUs too)",
+        )
 
 
 def check_model_objective(model: TransformerConfig, objective: dict[str, Any]) -> None:

@@ -1,5 +1,8 @@
 """Starting a model from one of our checkpoints (``model.init_from``): read, match, load, report.
 
+``model.init_from=hf:<folder>`` names a Hugging Face model folder instead (``lmforge.hf``): it is
+converted into the same layout and then matched and loaded the same way.
+
 A pretraining checkpoint holds the backbone under ``backbone.`` and its objective's heads beside it.
 Fine-tuning loads the backbone (and, for BERT, the NSP head's pooler into the classifier's pooler),
 reports which keys it left out, and refuses a backbone of another shape unless ``model.init_strict``
@@ -16,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from lmforge import hf
 from lmforge.checkpoints import checkpoint_tokenizer, read_checkpoint
 from lmforge.errors import ConfigError
 
@@ -42,6 +46,8 @@ SHAPE_KEYS = (
 def pretrained_tokenizer(path: str) -> Tokenizer:
     """The tokenizer stored in the checkpoint ``model.init_from`` names: fine-tuning must read text as
     pretraining did."""
+    if hf.is_hf(path):  # a Hugging Face folder: its tokenizer.json, vocab.txt or vocab.json + merges.txt
+        return hf.pretrained_tokenizer(path)
     tokenizer = checkpoint_tokenizer(read_checkpoint(path, "model.init_from"))
     if tokenizer is None:
         raise ConfigError("model.init_from", f"{path} holds no tokenizer: is it a checkpoint of ours?")
@@ -118,7 +124,11 @@ def load_pretrained(path: str, config: Any, targets: dict[str, nn.Module], stric
     ``ConfigError`` raised before anything is copied; without it, what fits is loaded and the rest
     named in a warning.
     """
-    checkpoint = read_checkpoint(path, "model.init_from")
+    # A Hugging Face folder is converted, all of it checked, into the layout of our checkpoints.
+    if hf.is_hf(path):
+        checkpoint = hf.pretrained_checkpoint(path, config)
+    else:
+        checkpoint = read_checkpoint(path, "model.init_from")
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict):
         raise ConfigError(

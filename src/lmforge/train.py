@@ -24,6 +24,7 @@ from lmforge.checks import (
     exit_on_config_error,
     find_config_error,
 )
+from lmforge.hf import derive_model_config, is_hf
 from lmforge.memory import current_resident_bytes
 from lmforge.optim import OptimizerSettings
 from lmforge.peft import save_method
@@ -63,6 +64,8 @@ def group_choices() -> str:
 def check_run(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any], pl.LightningDataModule]:
     """Check a composed config and build what validates itself, before any data is read: the model
     config, the objective and optimiser settings, the DataModule (returned for ``train`` to use)."""
+    if is_hf(cfg.model.get("init_from")):  # a Hugging Face folder: the shape comes from its config.json
+        cfg.model = derive_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     check_config(cfg)
     model_config = build(cfg.model)
     objective = OmegaConf.to_container(cfg.objective, resolve=True)
@@ -104,7 +107,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     runtime = current_resident_bytes()  # the process before the model: what a plan counts as runtime
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    if datamodule.vocab_size != model_config.vocab_size:
+    # a Hugging Face model may keep spare embedding rows beyond its tokenizer: they stay
+    spare_rows = is_hf(model_config.init_from) and datamodule.vocab_size <= model_config.vocab_size
+    if datamodule.vocab_size != model_config.vocab_size and not spare_rows:
         log.info(
             "model.vocab_size %d -> %d, the size of the tokenizer",
             model_config.vocab_size,
@@ -117,6 +122,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
         task_settings.update(label_names=datamodule.label_names, tokenizer=datamodule.tokenizer)
     task = TASKS[objective["kind"]](**task_settings)
     task.report()
+    if cfg.get("compile"):  # in place: the state dict keeps its keys (torch.compile(module) prefixes them)
+        task.backbone.compile()
     task.run_config = without_secrets(OmegaConf.to_container(cfg, resolve=True))
     backbone = task.backbone
     log.info(
@@ -137,12 +144,15 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     finally:
         finish_runs(trainer.loggers)
     if task.method.name != "none":  # the method's weights alone, as HF peft users expect them
-        saved = save_method(output_dir / "peft", task, task.method, base=task.config.init_from)
+        saved = save_method(
+            output_dir / "peft", task, task.method, base=task.config.init_from, write=trainer.is_global_zero
+        )
         log.info("peft=%s: its trained weights are in %s", task.method.name, saved)
 
     metric = cfg.get("optimized_metric") or ""
     result = finished_result(trainer, task, metric, time.perf_counter() - started)
-    write_result(output_dir, result)
+    if trainer.is_global_zero:  # one line per run, not one per process
+        write_result(output_dir, result)
     value = trainer.callback_metrics.get(metric)
     return None if value is None else float(value)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.corpus.base import Corpus
 from lmforge.data.tokenized import DEFAULT_SHARD_TOKENS, FORMAT_VERSION, TokenizedCorpus
@@ -196,7 +196,7 @@ class CorpusDataModule(pl.LightningDataModule):
     def restore(self, ckpt_path: str) -> None:
         """Resume with the tokenizer a checkpoint was trained with (training one is not repeatable
         bit for bit: the ``tokenizers`` trainer breaks ties in hash order)."""
-        checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+        checkpoint = read_checkpoint(ckpt_path, weights=False)  # a file or a distributed folder
         saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
         if saved is None:
             raise ConfigError(

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
+from lmforge.data.sampler import ShardedSampler
 from lmforge.data.tokenized import TokenizedCorpus
 
 
@@ -72,34 +73,41 @@ class PackedBlocks(Dataset):
         return {"input_ids": tokens[:-1], "labels": tokens[1:]}
 
 
-class BlockSampler(Sampler[int]):
+class BlockSampler(ShardedSampler):
     """Start positions of the blocks of a stream of ``stream_len`` tokens.
 
     With ``shuffle`` (training) every epoch draws its own offset in ``[0, block_len)`` for the block
     grid, so block edges move between epochs, and visits the blocks in a seeded random order;
-    without it (validation) the grid starts at 0 and is read in order.
+    without it (validation) the grid starts at 0 and is read in order. Across processes each rank
+    takes every world-th block of that order (``ShardedSampler``).
     """
 
-    def __init__(self, stream_len: int, block_len: int, shuffle: bool, seed: int = 0) -> None:
+    def __init__(
+        self,
+        stream_len: int,
+        block_len: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__(seed, shuffle, rank, world_size)
         self.stream_len = stream_len
         self.block_len = block_len
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _offset(self) -> int:
         if not self.shuffle:
             return 0
         return int(np.random.default_rng((self.seed, self.epoch, 0)).integers(self.block_len))
 
-    def __len__(self) -> int:
+    def _blocks(self) -> int:
         return max(0, (self.stream_len - 1 - self._offset()) // self.block_len)
 
+    def __len__(self) -> int:
+        return self._blocks() // self.num_replicas
+
     def __iter__(self) -> Iterator[int]:
-        starts = self._offset() + self.block_len * np.arange(len(self))
+        starts = self._offset() + self.block_len * np.arange(self._blocks())
         if self.shuffle:
             starts = np.random.default_rng((self.seed, self.epoch, 1)).permutation(starts)
-        yield from starts.tolist()
+        yield from self.shard(starts).tolist()

@@ -106,6 +106,7 @@ class BertModel(ModelNumbers, nn.Module):
                 attention_norm=nn.LayerNorm(config.d_model, eps=config.norm_eps),
                 feed_forward_norm=nn.LayerNorm(config.d_model, eps=config.norm_eps),
                 dropout=config.dropout,
+                activation_checkpointing=config.activation_checkpointing,
                 norm_position=config.norm_position,
             )
             for _ in range(config.n_layers)

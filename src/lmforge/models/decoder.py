@@ -121,6 +121,7 @@ class DecoderModel(ModelNumbers, nn.Module):
                 attention_norm=build_norm(config),
                 feed_forward_norm=build_norm(config),
                 dropout=config.dropout,
+                activation_checkpointing=config.activation_checkpointing,
                 norm_position="pre",
             )
             for _ in range(config.n_layers)

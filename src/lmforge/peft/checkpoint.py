@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from lmforge.errors import ConfigError
 from lmforge.peft.base import FoldableLinear, TuningMethod, method_state, trainable_state_dict
@@ -26,13 +27,25 @@ CONFIG_FILE = "adapter_config.json"
 
 
 def save_method(
-    directory: str | Path, module: nn.Module, method: TuningMethod, base: str | None = None
+    directory: str | Path,
+    module: nn.Module,
+    method: TuningMethod,
+    base: str | None = None,
+    write: bool = True,
 ) -> Path:
     """Write ``method``'s trained tensors in ``module`` and its settings to ``directory``; ``base``
-    names the base weights (a path, a hub name) for whoever loads it. Returns the directory."""
+    names the base weights (a path, a hub name) for whoever loads it. Returns the directory.
+
+    Sharded tensors (strategy=fsdp) are gathered first, which every process must join; only the
+    process with ``write`` then writes the files."""
     directory = Path(directory)
+    tensors = {
+        name: (t.full_tensor() if isinstance(t, DTensor) else t).contiguous()
+        for name, t in method.trainable_state_dict(module).items()
+    }
+    if not write:
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.contiguous() for name, t in method.trainable_state_dict(module).items()}
     save_file(tensors, directory / WEIGHTS_FILE, metadata={"method": method.name})
     config = {"method": method.name, "settings": dataclasses.asdict(method.settings), "base": base}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")

@@ -12,8 +12,10 @@ import logging
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
+from lmforge.distributed import shard_task
 from lmforge.errors import ConfigError
 from lmforge.optim import OptimizerSettings, configure_optimizers
 from lmforge.peft import apply_peft, parameter_counts
@@ -92,6 +94,13 @@ class LanguageTask(pl.LightningModule):
         if self.saves_trainable_only:
             keep = set(self.method.trainable_state_dict(self))
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def configure_model(self) -> None:
+        """Under ``ModelParallelStrategy`` (strategy=fsdp): FSDP2 per Transformer block, then the root."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, ModelParallelStrategy):
+            options = getattr(strategy, "fully_shard_options", {})
+            shard_task(self, strategy.device_mesh["data_parallel"], **options)
 
     def configure_optimizers(self) -> dict:
         return configure_optimizers(self, self.optim)

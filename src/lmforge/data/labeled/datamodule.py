@@ -21,6 +21,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
+from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.labeled.encoding import ClassificationCollator, ClassificationEncoder, EncodedSplit
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
@@ -259,7 +260,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def restore(self, ckpt_path: str) -> None:
         """Take the label names and the tokenizer stored in a checkpoint of this DataModule."""
-        checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+        checkpoint = read_checkpoint(ckpt_path, weights=False)  # a file or a distributed folder
         state = checkpoint.get(type(self).__qualname__) or {}
         if "label_names" not in state or "tokenizer" not in state:
             raise ConfigError(

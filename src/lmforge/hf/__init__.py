@@ -1,0 +1,156 @@
+"""Hugging Face checkpoints in our models (``model.init_from=hf:<folder>``) and back (``lmforge.hf.export``).
+
+Import reads a local folder (``config.json``, the weights, the tokenizer), picks the family from
+``architectures`` / ``model_type``, derives our model config from ``config.json`` and renames the
+tensors into the layout of one of our checkpoints (``backbone.``, ``mlm_head.``, ``nsp_head.``), so
+``lmforge.pretrained.load_pretrained`` loads them as it loads our own. Supported: BERT, GPT-2, LLaMA.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from lmforge.errors import ConfigError
+from lmforge.hf.bert import BertFamily
+from lmforge.hf.folder import (
+    PREFIX,
+    check_end_of_text,
+    folder_of,
+    is_hf,
+    read_config,
+    read_tokenizer,
+    read_weights,
+)
+from lmforge.hf.gpt2 import GPT2Family
+from lmforge.hf.llama import LlamaFamily
+from lmforge.hf.mapping import Family, import_state
+
+log = logging.getLogger("lmforge.hf")
+
+FAMILIES: tuple[Family, ...] = (BertFamily(), GPT2Family(), LlamaFamily())
+KEY = "model.init_from"
+
+
+def family_of(hf: dict[str, Any], source: str) -> Family:
+    """The family a ``config.json`` describes, by its ``architectures`` (else its ``model_type``)."""
+    architectures = hf.get("architectures") or []
+    for family in FAMILIES:
+        if any(name in family.architectures for name in architectures) or (
+            not architectures and hf.get("model_type") in family.model_types
+        ):
+            return family
+    supported = ", ".join(name for family in FAMILIES for name in family.architectures)
+    raise ConfigError(
+        KEY,
+        f"{source} holds a {', '.join(architectures) or hf.get('model_type', 'model of unknown type')}, "
+        f"which lmforge cannot read; supported: {supported}",
+    )
+
+
+def family_for_config(config: Any) -> Family:
+    """The family an export of one of our model configs takes: by its class, and for a plain
+    ``DecoderConfig`` the first family whose layout it fits (GPT-2, then LLaMA)."""
+    name = type(config).__name__
+    candidates = [family for family in FAMILIES if name in family.our_configs]
+    for family in candidates[:-1]:
+        try:
+            family.config_to_hf(config, set())
+            return family
+        except ConfigError:
+            continue
+    if not candidates:
+        raise ConfigError(
+            None, f"a {name} has no Hugging Face counterpart here (BertConfig, GPTConfig, LlamaConfig do)"
+        )
+    return candidates[-1]  # its own config_to_hf says what does not fit
+
+
+def hf_model_settings(path: str) -> tuple[Family, dict[str, Any]]:
+    """The family of the folder ``path`` names and our model fields derived from its ``config.json``."""
+    folder = folder_of(path)
+    hf = read_config(folder)
+    family = family_of(hf, str(folder))
+    return family, family.config_from_hf(hf)
+
+
+def derive_model_config(model: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``model`` settings with the shape of the ``hf:`` folder in ``model.init_from``.
+
+    The preset chooses the family (and what config.json does not say, such as ``init_strict``); its
+    sizes are replaced by the folder's, so users never match them by hand. Logged in one line.
+    """
+    path = model.get("init_from")
+    if not is_hf(path):
+        return model
+    family, derived = hf_model_settings(path)
+    preset = str(model.get("_target_", "")).rsplit(".", 1)[-1]
+    if preset not in family.our_configs:
+        raise ConfigError(
+            "model",
+            f"model.init_from={path} holds a {family.name} model, but this run's model preset is a {preset}: "
+            f"choose a {family.name} preset ({' / '.join(family.our_configs)})",
+        )
+    changed = [
+        f"{key} {model.get(key)} -> {value}" for key, value in derived.items() if model.get(key) != value
+    ]
+    log.info("model shape from %s/config.json: %s", folder_of(path), ", ".join(changed) or "as the preset")
+    return {**model, **derived}
+
+
+def pretrained_checkpoint(path: str, config: Any) -> dict[str, Any]:
+    """The folder's weights as one of our checkpoints would hold them: ``state_dict`` (task prefixes)
+    and ``hyper_parameters.model`` (for the shape check of ``load_pretrained``)."""
+    folder = folder_of(path)
+    hf = read_config(folder)
+    family = family_of(hf, str(folder))
+    if type(config).__name__ not in family.our_configs:
+        raise ConfigError(
+            KEY, f"{path} holds a {family.name} model; this run's model is a {type(config).__name__}"
+        )
+    settings = family.config_from_hf(hf)
+    # the folder's own shape: what its tensors are checked against (load_pretrained compares it to ours)
+    source_config = type(config)(**{**config.to_dict(), **settings, "init_from": None})
+    state = import_state(family, source_config, hf, read_weights(folder), str(folder))
+    return {"state_dict": state, "hyper_parameters": {"model": settings}}
+
+
+def pretrained_tokenizer(path: str) -> Tokenizer:
+    """The folder's tokenizer, checked to have what our pipelines need (see ``folder.read_tokenizer``)."""
+    folder = folder_of(path)
+    tokenizer = read_tokenizer(folder)
+    check_end_of_text(tokenizer, folder)
+    return tokenizer
+
+
+def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """A backbone of ours with the folder's weights (eval mode), and the converted head tensors
+    (``mlm_head.*``, ``nsp_head.*``, ``classifier.*``) for whoever wants them."""
+    from lmforge.models import build_backbone
+
+    family, settings = hf_model_settings(str(path))
+    module, name = family.target.rsplit(".", 1)
+    config = getattr(importlib.import_module(module), name)(**settings)
+    state = pretrained_checkpoint(str(path), config)["state_dict"]
+    backbone = build_backbone(config)
+    own = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone.load_state_dict(own, strict=True)
+    return backbone.eval(), {k: v for k, v in state.items() if not k.startswith("backbone.")}
+
+
+__all__ = [
+    "FAMILIES",
+    "PREFIX",
+    "derive_model_config",
+    "family_for_config",
+    "family_of",
+    "is_hf",
+    "load_backbone",
+    "pretrained_checkpoint",
+    "pretrained_tokenizer",
+]

@@ -1,0 +1,146 @@
+"""Reading a Hugging Face model folder from disk: ``config.json``, the weights and the tokenizer.
+
+Only local folders are read (never the hub): ``model.init_from=hf:/path/to/folder``. The weights come
+from ``model.safetensors``, sharded safetensors listed in ``model.safetensors.index.json``, or
+``pytorch_model.bin`` (read with ``weights_only=True``, so a pickle cannot run code).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from lmforge.data.tokenizer import CLS, END_OF_TEXT, SEP, UNK
+from lmforge.errors import ConfigError
+
+PREFIX = "hf:"
+KEY = "model.init_from"
+
+
+def is_hf(path: str | None) -> bool:
+    return isinstance(path, str) and path.startswith(PREFIX)
+
+
+def folder_of(path: str | Path) -> Path:
+    """The folder that ``hf:<folder>`` (or a bare folder) names, checked to hold a ``config.json``."""
+    text = str(path)
+    folder = Path(text[len(PREFIX) :] if text.startswith(PREFIX) else text).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(KEY, f"{KEY}={text}: {folder} is not a folder (give hf:<a local model folder>)")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(
+            KEY, f"{KEY}={text}: {folder} holds no config.json: is it a Hugging Face model folder?"
+        )
+    return folder
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(KEY, f"cannot read {path}: {error}") from error
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    return read_json(folder / "config.json")
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor the folder holds, by its Hugging Face name, on the CPU.
+
+    Safetensors first (no code can hide in them), then the pickled ``pytorch_model.bin``; either may be
+    sharded, with an ``.index.json`` whose ``weight_map`` names the shards.
+    """
+    for weights, read in (("model.safetensors", load_file), ("pytorch_model.bin", read_pickled)):
+        if (folder / weights).is_file():
+            return read(folder / weights)
+        index = folder / f"{weights}.index.json"
+        if index.is_file():
+            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+            missing = [name for name in shards if not (folder / name).is_file()]
+            if not shards or missing:
+                listed = ", ".join(missing) or "(none listed)"
+                raise ConfigError(KEY, f"{index} lists shards that are not in {folder}: {listed}")
+            state: dict[str, torch.Tensor] = {}
+            for name in shards:
+                state.update(read(folder / name))
+            return state
+    raise ConfigError(
+        KEY,
+        f"{folder} holds no weights: expected model.safetensors or pytorch_model.bin, or either one's "
+        ".index.json with its shards",
+    )
+
+
+def read_pickled(path: Path) -> dict[str, torch.Tensor]:
+    """A ``torch.save``d state dict, read with ``weights_only=True`` so a pickle cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated file, or a pickle holding more than tensors
+        raise ConfigError(KEY, f"cannot read {path} as a tensor file: {error}") from error
+
+
+def read_tokenizer(folder: Path) -> Tokenizer:
+    """The folder's tokenizer: ``tokenizer.json``, else BERT's ``vocab.txt`` (WordPiece) or GPT-2's
+    ``vocab.json`` + ``merges.txt`` (byte-level BPE), rebuilt as the HF fast tokenizers build them."""
+    if (folder / "tokenizer.json").is_file():
+        try:
+            return Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as error:  # the Rust side raises a bare Exception for any parse error
+            raise ConfigError(KEY, f"{folder}/tokenizer.json is not a tokenizer file ({error})") from error
+    if (folder / "vocab.txt").is_file():
+        return wordpiece_from_vocab(folder)
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        tokenizer = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tokenizer.decoder = decoders.ByteLevel()
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+        return tokenizer
+    raise ConfigError(
+        KEY,
+        f"{folder} holds no tokenizer: expected tokenizer.json, vocab.txt (WordPiece) or vocab.json + "
+        "merges.txt (byte-level BPE)",
+    )
+
+
+def wordpiece_from_vocab(folder: Path) -> Tokenizer:
+    """BERT's WordPiece from ``vocab.txt``; lower-cases unless ``tokenizer_config.json`` says
+    ``do_lower_case: false`` (HF's default is true, as for ``bert-base-uncased``)."""
+    settings_path = folder / "tokenizer_config.json"
+    settings = read_json(settings_path) if settings_path.is_file() else {}
+    lowercase = bool(settings.get("do_lower_case", True))
+    tokenizer = Tokenizer(models.WordPiece.from_file(str(folder / "vocab.txt"), unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    ids = {token: tokenizer.token_to_id(token) for token in (CLS, SEP)}
+    if None in ids.values():
+        raise ConfigError(KEY, f"{folder}/vocab.txt lacks {CLS} or {SEP}: not a BERT vocabulary")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}",
+        pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+        special_tokens=[(CLS, ids[CLS]), (SEP, ids[SEP])],
+    )
+    return tokenizer
+
+
+def check_end_of_text(tokenizer: Tokenizer, folder: Path) -> None:
+    """Our causal-LM and classification pipelines end documents with ``<|endoftext|>`` (GPT-2's);
+    a BPE tokenizer without it (LLaMA's ends texts with ``</s>``) cannot feed them."""
+    if (
+        json.loads(tokenizer.to_str())["model"]["type"] == "BPE"
+        and tokenizer.token_to_id(END_OF_TEXT) is None
+    ):
+        raise ConfigError(
+            KEY,
+            f"the tokenizer of {folder} has no {END_OF_TEXT} token (LLaMA's end of text is </s>): our data "
+            "pipelines end documents with it, so train.py cannot fine-tune this folder yet. Its weights "
+            "still load with lmforge.hf.load_backbone",
+        )
