@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from lmforge.errors import ConfigError
 from lmforge.hf.bert import unsupported
-from lmforge.hf.mapping import Family, Rule, linear
-from lmforge.models.decoder import DecoderModel
+from lmforge.hf.mapping import DecoderFamily, Rule, linear
 
 ACTIVATIONS = {
     "gelu_new": "gelu_tanh",
@@ -25,7 +22,7 @@ ACTIVATIONS = {
 }
 
 
-class GPT2Family(Family):
+class GPT2Family(DecoderFamily):
     name = "GPT-2"
     model_types = ("gpt2",)
     architectures = ("GPT2LMHeadModel", "GPT2Model")
@@ -105,12 +102,6 @@ class GPT2Family(Family):
         if not config.tie_embeddings:
             rules += linear("backbone.lm_head", "lm_head", bias=False)
         return rules
-
-    def tied(self, config: Any) -> tuple[str, ...]:
-        return ("lm_head.weight",) if config.tie_embeddings else ()
-
-    def expected_modules(self, config: Any, hf: dict[str, Any]) -> dict[str, nn.Module]:
-        return {"backbone.": DecoderModel(config)}
 
     def architecture(self, heads: set[str]) -> str:
         return "GPT2LMHeadModel"

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from lmforge.errors import ConfigError
 from lmforge.hf.bert import unsupported
-from lmforge.hf.mapping import Family, Rule, linear, stacked
-from lmforge.models.decoder import DecoderModel
+from lmforge.hf.mapping import DecoderFamily, Rule, linear, stacked
 
 
 def rope_theta(hf: dict[str, Any]) -> float:
@@ -27,7 +24,7 @@ def rope_theta(hf: dict[str, Any]) -> float:
     return float(hf.get("rope_theta") or parameters.get("rope_theta", 10000.0))
 
 
-class LlamaFamily(Family):
+class LlamaFamily(DecoderFamily):
     name = "LLaMA"
     model_types = ("llama",)
     architectures = ("LlamaForCausalLM", "LlamaModel")
@@ -116,12 +113,6 @@ class LlamaFamily(Family):
         if not config.tie_embeddings:
             rules += linear("backbone.lm_head", "lm_head", bias=False)
         return rules
-
-    def tied(self, config: Any) -> tuple[str, ...]:
-        return ("lm_head.weight",) if config.tie_embeddings else ()
-
-    def expected_modules(self, config: Any, hf: dict[str, Any]) -> dict[str, nn.Module]:
-        return {"backbone.": DecoderModel(config)}
 
     def architecture(self, heads: set[str]) -> str:
         return "LlamaForCausalLM"

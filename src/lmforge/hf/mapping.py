@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lmforge.errors import ConfigError
+from lmforge.models.decoder import DecoderModel
 
 KEY = "model.init_from"
 LEGACY_NORM_NAMES = {"LayerNorm.gamma": "LayerNorm.weight", "LayerNorm.beta": "LayerNorm.bias"}
@@ -193,3 +194,13 @@ def export_state(
         for name, tensor in rule.to_theirs(state[rule.ours].detach().cpu()).items():
             out[family.full_name(name, with_prefix)] = tensor
     return out
+
+
+class DecoderFamily(Family):
+    """What GPT-2 and LLaMA share: our ``DecoderModel`` alone, and a head tied to the embedding or not."""
+
+    def tied(self, config: Any) -> tuple[str, ...]:
+        return ("lm_head.weight",) if config.tie_embeddings else ()
+
+    def expected_modules(self, config: Any, hf: dict[str, Any]) -> dict[str, nn.Module]:
+        return {"backbone.": DecoderModel(config)}
