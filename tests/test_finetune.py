@@ -129,3 +129,19 @@ def test_eval_scores_a_pretraining_checkpoint_on_validation_only(pretrained_bert
     scored = run_cli("eval.py", f"ckpt_path={pretrained_bert}", "split=val", f"hydra.run.dir={tmp_path}/val")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert "val/mlm_loss" in json.loads((tmp_path / "val" / "metrics.json").read_text())["metrics"]
+
+
+def test_a_fine_tuned_classifier_of_as_many_labels_starts_the_next_one(make_cfg):
+    first = make_cfg(*CLASSIFY, tiny=False)
+    train(first)
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)
+    model = {**saved["hyper_parameters"]["model"], "init_from": str(ckpt)}
+    settings = {**saved["hyper_parameters"], "model": model}
+    again = SequenceClassification(**settings)
+    assert torch.equal(again.classifier.weight, saved["state_dict"]["classifier.weight"])
+    assert torch.equal(again.pooler.weight, saved["state_dict"]["pooler.weight"])
+    # three labels instead of two: the classifier starts fresh, the rest still loads
+    other = SequenceClassification(**{**settings, "label_names": ["a", "b", "c"]})
+    assert other.classifier.weight.shape[0] == 3
+    assert torch.equal(other.pooler.weight, saved["state_dict"]["pooler.weight"])

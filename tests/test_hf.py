@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 
@@ -25,6 +26,7 @@ from lmforge.hf.export import main as export_main
 from lmforge.models import BertConfig as OurBertConfig
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
 from lmforge.peft.merge import main as merge_main
+from lmforge.tasks import SequenceClassification
 from lmforge.train import train
 
 from .conftest import FIXTURES
@@ -308,6 +310,13 @@ def test_fine_tune_an_hf_bert_with_lora_merge_export_and_reimport(
     assert max_diff(expected, again) < TOLERANCE
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "export")
     assert hf_tokenizer(SENTENCES[0])["input_ids"] == tokenizer.encode(SENTENCES[0]).ids
+
+    # the exported classifier (as many labels) and its pooler start a new fine-tune where this one ended
+    model = {**OmegaConf.to_container(cfg.model, resolve=True), "init_from": f"hf:{tmp_path / 'export'}"}
+    labels = ["cooking", "travel"]
+    restarted = SequenceClassification(model, {"classifier_dropout": 0.0}, {"lr": 1e-3}, labels)
+    with torch.no_grad():
+        assert max_diff(restarted.eval()(ids, mask), expected) < TOLERANCE
 
     # the LoRA checkpoint itself exports the same tensors (merged first)
     export_main([str(ckpt), "--out", str(tmp_path / "direct")])

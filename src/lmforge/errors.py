@@ -11,3 +11,11 @@ class ConfigError(ValueError):
     def __init__(self, key: str | None, message: str) -> None:
         self.key = key
         super().__init__(message)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss or its gradients became NaN or infinite: reported as one line, exit status 3.
+
+    Not a ``ConfigError``: the settings were valid, the run went wrong (too high a learning rate, an
+    fp16 overflow, a bad batch). The last checkpoint written before it is kept as it was.
+    """

@@ -108,21 +108,34 @@ def match(
                 fitting[prefix][key] = value
                 report.loaded.append(prefix + key)
         report.missing.extend(prefix + key for key in own if key not in found)
-    touched = {key.split(".", 1)[0] for key in used}
-    for key in state:  # name whole heads left out, or the parts of a head that was partly used
-        if key not in used:
-            head, rest = [*key.split(".", 1), ""][:2]
-            report.unused.append(f"{head}.{rest.split('.', 1)[0]}" if head in touched else head)
-    report.unused[:] = sorted(set(report.unused))
+    report.unused[:] = unused_parts(state, used)
     return report, fitting
 
 
-def load_pretrained(path: str, config: Any, targets: dict[str, nn.Module], strict: bool = True) -> LoadReport:
+def unused_parts(state: dict[str, torch.Tensor], used: set[str]) -> list[str]:
+    """The checkpoint's heads nothing loaded, or the parts of a head that was partly loaded."""
+    touched = {key.split(".", 1)[0] for key in used}
+    unused = set()
+    for key in state:
+        if key not in used:
+            head, rest = [*key.split(".", 1), ""][:2]
+            unused.add(f"{head}.{rest.split('.', 1)[0]}" if head in touched else head)
+    return sorted(unused)
+
+
+def load_pretrained(
+    path: str,
+    config: Any,
+    targets: dict[str, nn.Module],
+    strict: bool = True,
+    optional: dict[str, nn.Module] | None = None,
+) -> LoadReport:
     """Load ``path``'s weights into ``targets`` (checkpoint prefix -> module) and report.
 
     With ``strict``, a backbone of other shapes, or any missing, unexpected or mismatched key, is a
     ``ConfigError`` raised before anything is copied; without it, what fits is loaded and the rest
-    named in a warning.
+    named in a warning. ``optional`` targets (a fine-tuned classifier) load only when the checkpoint
+    holds all of them in the same shapes (the same label count); otherwise they start fresh.
     """
     # A Hugging Face folder is converted, all of it checked, into the layout of our checkpoints.
     if hf.is_hf(path):
@@ -145,13 +158,25 @@ def load_pretrained(path: str, config: Any, targets: dict[str, nn.Module], stric
             f"{path} does not fit this model ({len(problems)} keys missing, unexpected or of another "
             f"shape: {shown}); set model.init_strict=false to load only what fits",
         )
+    for prefix, module in (optional or {}).items():
+        found, part = match({prefix: module}, state)
+        if found.loaded and not found.problems():
+            fitting[prefix] = part[prefix]
+            targets = {**targets, prefix: module}
+            report.loaded.extend(found.loaded)
+        elif found.loaded or found.mismatched:
+            log.info(
+                "model.init_from: %s starts fresh: %s", prefix.rstrip("."), "; ".join(found.problems()[:2])
+            )
     for prefix, module in targets.items():
         module.load_state_dict(fitting[prefix], strict=False)
+    used = {key for key in state if key.startswith(tuple(targets))}
+    report.unused[:] = unused_parts(state, used)
     log.info(
         "model.init_from: %d tensors loaded from %s%s",
         len(report.loaded),
         path,
-        f"; not used: {', '.join(report.unused)} (the pretraining heads)" if report.unused else "",
+        f"; not used: {', '.join(report.unused)} (heads this task has no use for)" if report.unused else "",
     )
     if report.problems():
         log.warning(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -15,8 +16,11 @@ import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lmforge.checkpoint_io import use_atomic_checkpoints
+from lmforge.checkpoints import is_distributed_checkpoint
 from lmforge.checks import (
     build,
     check_config,
@@ -24,6 +28,7 @@ from lmforge.checks import (
     exit_on_config_error,
     find_config_error,
 )
+from lmforge.errors import ConfigError, TrainingDiverged
 from lmforge.hf import derive_model_config, is_hf
 from lmforge.memory import current_resident_bytes
 from lmforge.optim import OptimizerSettings
@@ -61,6 +66,54 @@ def group_choices() -> str:
     return " ".join(f"{g}={choices[g]}" for g in groups if choices.get(g) not in (None, "null"))
 
 
+def resolve_resume(cfg: DictConfig) -> None:
+    """``resume=auto``: resume from this run folder's ``checkpoints/last.ckpt`` when there is one.
+
+    The run folder is ``paths.output_dir``, so a rerun finds the checkpoint only when it writes to the
+    same folder: give a fixed ``hydra.run.dir=...`` (the default one is named by the start time). An
+    explicit ``ckpt_path`` wins. Sets ``cfg.ckpt_path`` in place; a missing checkpoint starts fresh.
+    """
+    resume = cfg.get("resume", False)
+    if resume in (False, None):
+        return
+    if resume != "auto":
+        raise ConfigError("resume", f"resume={resume} is not one of false, auto")
+    if cfg.get("ckpt_path"):
+        log.info("resume=auto: ckpt_path=%s is given and wins", cfg.ckpt_path)
+        return
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file() or is_distributed_checkpoint(last):
+        log.info("resume=auto: resuming from %s", last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+        keep_earlier_metrics(cfg)
+    else:
+        log.info(
+            "resume=auto: no %s yet, starting fresh (a rerun finds it with the same hydra.run.dir)", last
+        )
+
+
+def keep_earlier_metrics(cfg: DictConfig) -> None:
+    """Move the run folder's ``metrics.csv`` aside before a CSV logger starts in it again.
+
+    Lightning's CSVLogger deletes the ``metrics.csv`` it finds in its folder; a run that resumes in its
+    own folder would lose the metrics of its earlier part. They move to ``metrics.<n>.csv`` instead (the
+    rows logged after the checkpoint was written are in there too: they are not the resumed run's).
+    Rank 0 alone: the other processes of a multi-process run start later and would move its new file.
+    """
+    if rank_zero_only.rank != 0:
+        return
+    for entry in (cfg.get("logger") or {}).values():
+        if not entry or not str(entry.get("_target_", "")).endswith("CSVLogger"):
+            continue
+        folder = Path(entry.save_dir) / str(entry.get("name") or "") / str(entry.get("version") or "")
+        earlier = folder / "metrics.csv"
+        if earlier.is_file():
+            number = 1 + sum(1 for _ in folder.glob("metrics.*.csv"))
+            kept = earlier.rename(folder / f"metrics.{number}.csv")
+            log.info("resume=auto: the metrics logged so far are kept in %s", kept)
+
+
 def check_run(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any], pl.LightningDataModule]:
     """Check a composed config and build what validates itself, before any data is read: the model
     config, the objective and optimiser settings, the DataModule (returned for ``train`` to use)."""
@@ -82,6 +135,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     ``plan=true`` the run's costs are printed instead and nothing is trained (returns None).
     """
     started = time.perf_counter()
+    resolve_resume(cfg)
     model_config, objective, optim, datamodule = check_run(cfg)
     trainer = None
     if not cfg.get("plan"):
@@ -92,6 +146,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
         if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
         trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        use_atomic_checkpoints(trainer)  # a save killed half-way leaves the previous checkpoint whole
 
     if choices := group_choices():
         log.info("composed %s", choices)
@@ -166,7 +221,8 @@ def run_job(cfg: DictConfig) -> float | None:
     except Exception as error:
         config_error = find_config_error(error)
         shown = config_error if config_error is not None else error
-        log.error("job failed: %s", shown, exc_info=config_error is None)
+        expected = config_error is not None or isinstance(error, TrainingDiverged)  # one line says it all
+        log.error("job failed: %s", shown, exc_info=not expected)
         write_result(
             cfg.paths.output_dir,
             failed_result(shown, cfg.get("optimized_metric") or "", time.perf_counter() - started),
@@ -183,7 +239,11 @@ def main(cfg: DictConfig) -> float | None:
     keep_freed_memory()
     if is_multirun():
         return run_job(cfg)
-    return exit_on_config_error(lambda: train(cfg))
+    try:
+        return exit_on_config_error(lambda: train(cfg))
+    except TrainingDiverged as error:  # the settings were valid: status 3, not a config error's 2
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -40,13 +40,21 @@ class LanguageTask(pl.LightningModule):
         """Checkpoint prefix -> module to load from ``model.init_from`` (the backbone, at least)."""
         return {"backbone.": self.backbone}
 
+    def optional_pretrained_targets(self) -> dict[str, nn.Module]:
+        """Modules loaded from ``model.init_from`` only when it holds them in the same shapes."""
+        return {}
+
     def prepare_backbone(
         self, optim: dict[str, Any], peft: dict[str, Any] | None, tokenizer: Any = None
     ) -> None:
         peft = dict(peft or FULL)
         if self.config.init_from:
             load_pretrained(
-                self.config.init_from, self.config, self.pretrained_targets(), self.config.init_strict
+                self.config.init_from,
+                self.config,
+                self.pretrained_targets(),
+                self.config.init_strict,
+                optional=self.optional_pretrained_targets(),
             )
         self.method = apply_peft(self.backbone, self.head_modules(), peft, tokenizer)
         if not any(p.requires_grad for p in self.parameters()):

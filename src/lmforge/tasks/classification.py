@@ -72,11 +72,11 @@ class SequenceClassification(LanguageTask):
     def head_modules(self) -> list[nn.Module]:
         return [m for m in (self.pooler, self.classifier) if m is not None]
 
-    def pretrained_targets(self) -> dict[str, nn.Module]:
-        targets = {"backbone.": self.backbone}
-        if self.pooler is not None:  # BERT's pretrained pooler is the NSP head's
-            targets["nsp_head.pooler."] = self.pooler
-        return targets
+    def optional_pretrained_targets(self) -> dict[str, nn.Module]:
+        """What ``model.init_from`` may bring besides the backbone: BERT's pooler (the NSP head's in a
+        pretraining checkpoint, ``pooler`` in a fine-tuned one) and a classifier of as many labels."""
+        pooler = {"nsp_head.pooler.": self.pooler, "pooler.": self.pooler} if self.pooler is not None else {}
+        return {**pooler, "classifier.": self.classifier}
 
     def forward(
         self,
