@@ -8,6 +8,7 @@ trained tensors; the rest is read again from ``model.init_from`` while the modul
 
 from __future__ import annotations
 
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,15 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path", weights: bool = Tr
             f"{key}={path} is not a file: give a checkpoint (.ckpt) or a distributed checkpoint's folder",
         )
     try:
-        return torch.load(str(path), map_location="cpu", mmap=True, weights_only=False)
+        return torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError as error:  # objects beyond tensors and plain data: never unpickled
+        found = next((line for line in str(error).splitlines() if "GLOBAL" in line), "objects of other types")
+        raise ConfigError(
+            key,
+            f"cannot read {path} as a checkpoint: it holds more than tensors and plain data "
+            f"({found.strip()}), and lmforge only loads checkpoints that cannot run code "
+            "(torch.load(weights_only=True))",
+        ) from None
     except Exception as error:  # a truncated or foreign file: say which and why
         raise ConfigError(key, f"cannot read {path} as a checkpoint: {error}") from error
 
@@ -47,12 +56,12 @@ def read_distributed_checkpoint(path: Path, weights: bool = True) -> dict[str, A
     """Lightning's metadata plus the full ``state_dict`` gathered from the shards, in one process."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    checkpoint = torch.load(path / DISTRIBUTED_METADATA, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path / DISTRIBUTED_METADATA, map_location="cpu", weights_only=True)
     if weights:
         with tempfile.TemporaryDirectory() as folder:
             whole = Path(folder) / "whole.pt"
             dcp_to_torch_save(path, whole)
-            checkpoint["state_dict"] = torch.load(whole, map_location="cpu", weights_only=False)["state_dict"]
+            checkpoint["state_dict"] = torch.load(whole, map_location="cpu", weights_only=True)["state_dict"]
     return checkpoint
 
 

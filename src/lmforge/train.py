@@ -195,7 +195,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     # trainer.loggers, not loggers: a fast_dev_run replaces them with a logger that writes nothing
     record_run(trainer.loggers, cfg, backbone, output_dir / "tokenizer.json")
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # weights_only: a checkpoint resumes with tensors and plain data only, it cannot run code on load
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     finally:
         finish_runs(trainer.loggers)
     if task.method.name != "none":  # the method's weights alone, as HF peft users expect them
