@@ -16,14 +16,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checkpoints import is_distributed_checkpoint
+from lmforge.checkpoints import is_distributed_checkpoint, read_checkpoint
 from lmforge.errors import ConfigError
 from lmforge.models import TransformerConfig, is_decoder
+from lmforge.pretrained import check_shapes, checkpoint_model
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 # Lightning's (and ours built on them): they refuse a CPU accelerator
 GPU_ONLY_STRATEGIES = ("DeepSpeedStrategy", "DeepSpeedZeroStrategy", "FSDPStrategy")
 OBJECTIVE_KINDS = ("mlm", "clm", "classify")
+FP16_PRECISIONS = ("16", "16-mixed", "16-true")
 T = TypeVar("T")
 
 
@@ -39,6 +41,14 @@ def check_config(cfg: DictConfig) -> None:
             f"data.max_seq_len={seq_len} exceeds the position table of the model "
             f"(model.max_seq_len={table}): lower data.max_seq_len or raise model.max_seq_len",
         )
+    # prompt and p-tuning put their virtual tokens in front of the input: they take positions too
+    n_virtual = (cfg.get("peft") or {}).get("n_virtual_tokens") or 0
+    if seq_len + n_virtual > table:
+        raise ConfigError(
+            "peft.n_virtual_tokens",
+            f"data.max_seq_len={seq_len} plus peft.n_virtual_tokens={n_virtual} exceeds the position "
+            f"table of the model (model.max_seq_len={table}): lower one of them to fit",
+        )
 
     trainer = cfg.trainer
     if str(trainer.get("accelerator", "auto")) in GPU_ACCELERATORS and not torch.cuda.is_available():
@@ -47,6 +57,7 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.accelerator={trainer.accelerator} but this machine has no CUDA GPU: use trainer=cpu",
         )
     check_strategy(trainer)
+    check_precision(trainer)
     unbounded = (None, -1)
     if (
         trainer.get("max_steps", -1) in unbounded
@@ -86,6 +97,18 @@ def check_strategy(trainer: DictConfig) -> None:
         )
 
 
+def check_precision(trainer: DictConfig) -> None:
+    """fp16 needs a CUDA GPU: on a CPU Lightning swaps ``16-mixed`` for bf16 behind a warning, and
+    ``16-true`` runs half-precision CPU kernels that are slow or missing. Refuse both up front."""
+    precision = str(trainer.get("precision", "32-true"))
+    if precision in FP16_PRECISIONS and not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.precision",
+            f"trainer.precision={precision} (fp16) needs a CUDA GPU and this machine has none: use "
+            "trainer.precision=bf16-mixed, or 32-true",
+        )
+
+
 def check_model_objective(model: TransformerConfig, objective: dict[str, Any]) -> None:
     """An encoder trains with a masked-LM objective, a decoder with the causal-LM one; either classifies."""
     kind = objective.get("kind")
@@ -105,6 +128,27 @@ def check_model_objective(model: TransformerConfig, objective: dict[str, Any]) -
             f"{type(model).__name__} is a bidirectional encoder and cannot train causal LM: use "
             "objective=mlm_nsp or objective=mlm, or a decoder such as model=gpt_tiny or model=llama_tiny",
         )
+
+
+def check_tuning(model: TransformerConfig, objective: dict[str, Any], peft: dict[str, Any] | None) -> None:
+    """``peft=frozen`` trains the heads alone, and a causal LM with tied embeddings has none of its own
+    (its head is the token embedding): nothing would train. Said now, before the data is read; the
+    task checks what trains once more when it is built (bitfit on a backbone without biases, say)."""
+    method = (peft or {}).get("method")
+    if method == "frozen" and objective.get("kind") == "clm" and getattr(model, "tie_embeddings", False):
+        raise ConfigError(
+            "peft.method",
+            "peft.method=frozen leaves nothing to train in a causal LM with tied embeddings (its "
+            "head is the frozen token embedding): choose another method, e.g. peft=lora, or set "
+            "model.tie_embeddings=false",
+        )
+
+
+def check_resume_shape(model: TransformerConfig, ckpt_path: str) -> None:
+    """A checkpoint of another shape would fail deep in Lightning's restore with a multi-line
+    ``state_dict`` error, after the data was read: compare its recorded shape first."""
+    saved = checkpoint_model(read_checkpoint(ckpt_path, weights=False))
+    check_shapes(model, saved, ckpt_path, setting="ckpt_path")
 
 
 def build(node: Any, **kwargs: Any) -> Any:

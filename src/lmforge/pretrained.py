@@ -70,7 +70,9 @@ class LoadReport:
         return [*self.missing, *self.unexpected, *self.mismatched]
 
 
-def check_shapes(config: Any, saved: dict[str, Any], path: str) -> None:
+def check_shapes(config: Any, saved: dict[str, Any], path: str, setting: str = "model.init_from") -> None:
+    """Refuse a checkpoint whose recorded model differs in shape; ``setting`` is the one that named it
+    (``model.init_from`` to start from it, ``ckpt_path`` to resume it)."""
     differ = [
         f"{key}={getattr(config, key)} (checkpoint: {saved[key]})"
         for key in SHAPE_KEYS
@@ -79,11 +81,16 @@ def check_shapes(config: Any, saved: dict[str, Any], path: str) -> None:
     if saved.get("_target_") and saved["_target_"].rsplit(".", 1)[-1] != type(config).__name__:
         differ.insert(0, f"a {type(config).__name__} (checkpoint: {saved['_target_'].rsplit('.', 1)[-1]})")
     if differ:
+        otherwise = (
+            "or set model.init_strict=false to load only what fits"
+            if setting == "model.init_from"
+            else "or start a new run from what fits: model.init_from=<it> model.init_strict=false"
+        )
         raise ConfigError(
-            "model.init_from",
-            f"{path} holds another model: this run's model has " + ", ".join(differ) + ". Pick the preset it "
-            "was trained with (its sizes are in the checkpoint's run folder, .hydra/config.yaml), or set "
-            "model.init_strict=false to load only what fits",
+            setting,
+            f"{path} holds another model: this run's model has " + ", ".join(differ) + ". Pick the preset "
+            "it was trained with (its sizes are in the checkpoint's run folder, .hydra/config.yaml), "
+            + otherwise,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -25,6 +26,8 @@ from lmforge.checks import (
     build,
     check_config,
     check_model_objective,
+    check_resume_shape,
+    check_tuning,
     exit_on_config_error,
     find_config_error,
 )
@@ -123,6 +126,9 @@ def check_run(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any], pl.
     model_config = build(cfg.model)
     objective = OmegaConf.to_container(cfg.objective, resolve=True)
     check_model_objective(model_config, objective)
+    check_tuning(model_config, objective, OmegaConf.to_container(cfg.peft) if cfg.get("peft") else None)
+    if cfg.get("ckpt_path"):
+        check_resume_shape(model_config, cfg.ckpt_path)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     OptimizerSettings(**optim)  # checked now; the task builds its own copy from the same dict
     return model_config, objective, optim, build(cfg.data)
@@ -235,8 +241,41 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def unknown_preset(overrides: Sequence[str], config_dir: Path = Path(CONFIG_DIR)) -> str | None:
+    """The one-line error for a ``group=option`` override naming no preset of ``conf/<group>/``, else None.
+
+    Hydra's own message for it spans several lines and ends with a HYDRA_FULL_ERROR hint. Only plain
+    overrides of the groups that are folders of ``conf/`` are checked (a comma list of a multirun
+    too); ``+group=``, ``~group``, ``group/sub=``, ``null``, sweeps such as ``glob(...)`` and runs
+    with another config dir are left to Hydra.
+    """
+    if any(arg.startswith(("--config-dir", "-cd", "hydra.searchpath")) for arg in overrides):
+        return None
+    for arg in overrides:
+        group, equals, value = arg.partition("=")
+        folder = config_dir / group
+        if not equals or not group.isidentifier() or group == "hydra" or not folder.is_dir():
+            continue
+        if not re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value):
+            continue
+        for option in value.split(","):
+            if option != "null" and not (folder / f"{option}.yaml").is_file():
+                presets = ", ".join(sorted(path.stem for path in folder.glob("*.yaml")))
+                return f"{group}={option} is not a preset; choose one of {presets} (conf/{group}/)"
+    return None
+
+
+def main() -> float | None:
+    """``python train.py [overrides]``: an unknown preset is refused in one line (exit 2) before Hydra
+    composes anything; then the Hydra app runs."""
+    if (problem := unknown_preset(sys.argv[1:])) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     keep_freed_memory()
     if is_multirun():
         return run_job(cfg)
