@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 
 from lmforge.checkpoints import load_task
+from lmforge.checks import build
 from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.decoding import generate
 from lmforge.errors import ConfigError
@@ -380,11 +381,44 @@ def test_a_folder_of_another_family_than_the_preset_is_refused(tmp_path):
         derive_model_config({"_target_": "lmforge.models.BertConfig", "init_from": f"hf:{folder}"})
 
 
-def test_a_bpe_tokenizer_without_endoftext_is_refused_with_the_reason(tmp_path):
+def test_a_bpe_tokenizer_without_an_end_of_text_token_is_refused_with_the_reason(tmp_path):
     folder = llama(tmp_path, 10000.0, tie=False)
-    Tokenizer(models.BPE(vocab={"<s>": 0, "</s>": 1, "a": 2}, merges=[])).save(str(folder / "tokenizer.json"))
-    with pytest.raises(ConfigError, match=r"no <\|endoftext\|> token \(LLaMA's end of text is </s>\)"):
+    without = Tokenizer(models.BPE(vocab={"<s>": 0, "<unk>": 1, "a": 2}, merges=[]))
+    without.save(str(folder / "tokenizer.json"))
+    with pytest.raises(ConfigError, match=r"no end-of-text token \(<\|endoftext\|>, </s>, <\|end_of_text"):
         pretrained_tokenizer(f"hf:{folder}")
+
+
+def test_a_llama_folder_whose_texts_end_with_eos_fine_tunes(make_cfg, tmp_path):
+    """LLaMA's tokenizers end texts with </s>, not GPT-2's <|endoftext|>: the pipelines use it."""
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    tokenizer = TokenizerSettings(kind="bpe", vocab_size=300, min_frequency=1).train(sentences())
+    vocab = json.loads(tokenizer.to_str())
+    vocab["added_tokens"][0]["content"] = "</s>"  # the end-of-text token renamed as LLaMA names it
+    vocab["model"]["vocab"]["</s>"] = vocab["model"]["vocab"].pop("<|endoftext|>")
+    (folder / "tokenizer.json").write_text(json.dumps(vocab))
+    config = transformers.LlamaConfig(
+        vocab_size=len(vocab["model"]["vocab"]),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    loaded = pretrained_tokenizer(f"hf:{folder}")
+    assert loaded.token_to_id("<|endoftext|>") is None and loaded.token_to_id("</s>") is not None
+    cfg = make_cfg(*CLASSIFY, "model=llama_tiny", f"model.init_from=hf:{folder}", tiny=False)
+    train(cfg)
+    assert json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())["status"] == "finished"
+    datamodule = build(cfg.data)
+    datamodule.use_tokenizer(loaded, str(folder))
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    last = batch["input_ids"][0, batch["attention_mask"][0].sum() - 1]
+    assert last == loaded.token_to_id("</s>")  # the classifier reads the final </s>
 
 
 def test_a_method_that_does_not_fold_is_not_exported(make_cfg, wordpiece_folder, tmp_path):

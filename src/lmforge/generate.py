@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from lmforge.checkpoints import load_task
 from lmforge.checks import exit_on_config_error
+from lmforge.data.tokenizer import end_of_text_id
 from lmforge.decoding import SamplingSettings, fill_mask, generate
 from lmforge.errors import ConfigError
 
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> list[str]:
             blocks.append("\n".join(lines))
         return blocks
 
-    eot = tokenizer.token_to_id("<|endoftext|>")
+    eot = end_of_text_id(tokenizer, cfg.ckpt_path)
     encoded = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     context = task.backbone.config.max_seq_len

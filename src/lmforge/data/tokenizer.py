@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 END_OF_TEXT = "<|endoftext|>"
+# The token that ends a text in byte-level BPE vocabularies: GPT-2's (ours), LLaMA 1-2's, LLaMA 3's.
+END_OF_TEXT_TOKENS = (END_OF_TEXT, "</s>", "<|end_of_text|>")
 KINDS = ("wordpiece", "bpe")
 REQUIRED_TOKENS = {"wordpiece": SPECIAL_TOKENS, "bpe": (END_OF_TEXT,)}
 
@@ -88,14 +90,29 @@ class SpecialIds:
         return (self.pad, self.unk, self.cls, self.sep, self.mask)
 
 
+def end_of_text_token(tokenizer: Tokenizer) -> str | None:
+    """The end-of-text token a BPE vocabulary has, in the order of ``END_OF_TEXT_TOKENS``."""
+    return next((t for t in END_OF_TEXT_TOKENS if tokenizer.token_to_id(t) is not None), None)
+
+
 def check_special_tokens(tokenizer: Tokenizer, kind: str, source: str) -> dict[str, int]:
+    """The ids of the special tokens ``kind``'s pipelines need, by name (for BPE under ``END_OF_TEXT``,
+    whichever end-of-text token the vocabulary uses); a ``ConfigError`` naming what is missing."""
+    if kind == "bpe":
+        token = end_of_text_token(tokenizer)
+        if token is None:
+            raise ConfigError(
+                "data.tokenizer.path",
+                f"{source} lacks an end-of-text token ({', '.join(END_OF_TEXT_TOKENS)}) that causal-LM "
+                "pretraining and decoder classification need",
+            )
+        return {END_OF_TEXT: tokenizer.token_to_id(token)}
     ids = {token: tokenizer.token_to_id(token) for token in REQUIRED_TOKENS[kind]}
     missing = [token for token, index in ids.items() if index is None]
     if missing:
-        needs = "BERT pretraining" if kind == "wordpiece" else "causal-LM pretraining"
         raise ConfigError(
             "data.tokenizer.path",
-            f"{source} lacks the special tokens {', '.join(missing)} that {needs} needs",
+            f"{source} lacks the special tokens {', '.join(missing)} that BERT pretraining needs",
         )
     return ids
 

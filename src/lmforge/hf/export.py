@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 
 from lmforge.checkpoints import load_task
 from lmforge.checks import exit_on_config_error
-from lmforge.data.tokenizer import END_OF_TEXT
+from lmforge.data.tokenizer import end_of_text_token
 from lmforge.errors import ConfigError
 from lmforge.hf import family_for_config
 from lmforge.hf.mapping import export_state
@@ -61,7 +61,8 @@ def hf_config(task: Any, family: Any, heads: set[str], tokenizer: Tokenizer) -> 
             id2label={str(i): name for i, name in enumerate(names)},
             label2id={name: i for i, name in enumerate(names)},
         )
-    end = tokenizer.token_to_id(END_OF_TEXT)
+    token = end_of_text_token(tokenizer)
+    end = tokenizer.token_to_id(token) if token is not None else None
     if family.name != "BERT" and end is not None:  # GPT-2's convention: one token begins and ends texts
         config.update(bos_token_id=end, eos_token_id=end)
     return config

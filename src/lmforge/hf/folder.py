@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from lmforge.data.tokenizer import CLS, END_OF_TEXT, SEP, UNK
+from lmforge.data.tokenizer import CLS, END_OF_TEXT_TOKENS, SEP, UNK, end_of_text_token
 from lmforge.errors import ConfigError
 
 PREFIX = "hf:"
@@ -132,15 +132,12 @@ def wordpiece_from_vocab(folder: Path) -> Tokenizer:
 
 
 def check_end_of_text(tokenizer: Tokenizer, folder: Path) -> None:
-    """Our causal-LM and classification pipelines end documents with ``<|endoftext|>`` (GPT-2's);
-    a BPE tokenizer without it (LLaMA's ends texts with ``</s>``) cannot feed them."""
-    if (
-        json.loads(tokenizer.to_str())["model"]["type"] == "BPE"
-        and tokenizer.token_to_id(END_OF_TEXT) is None
-    ):
+    """Our causal-LM and classification pipelines end texts with the vocabulary's end-of-text token
+    (GPT-2's ``<|endoftext|>``, LLaMA's ``</s>`` or ``<|end_of_text|>``): a BPE tokenizer needs one."""
+    if json.loads(tokenizer.to_str())["model"]["type"] == "BPE" and end_of_text_token(tokenizer) is None:
         raise ConfigError(
             KEY,
-            f"the tokenizer of {folder} has no {END_OF_TEXT} token (LLaMA's end of text is </s>): our data "
-            "pipelines end documents with it, so train.py cannot fine-tune this folder yet. Its weights "
-            "still load with lmforge.hf.load_backbone",
+            f"the tokenizer of {folder} has no end-of-text token ({', '.join(END_OF_TEXT_TOKENS)}): our "
+            "data pipelines end texts with it, so train.py cannot fine-tune with it. Its weights still "
+            "load with lmforge.hf.load_backbone",
         )
