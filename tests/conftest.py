@@ -44,6 +44,26 @@ TINY = [
     "trainer.enable_model_summary=false",
 ]
 
+# A classifier on 48 sentences of two topics (tests/fixtures/labeled/files/topics.csv), CPU, quiet.
+TOPICS = FIXTURES / "labeled" / "files" / "topics.csv"
+TOPICS_RUN = [
+    "data=csv",
+    f"data.source.path={TOPICS}",
+    "data.source.text_column=sentence",
+    "data.source.label_column=topic",
+    "data.max_seq_len=32",
+    "data.batch_size=8",
+    "data.val_fraction=0.25",
+    "data.test_fraction=0.25",
+    "callbacks.rich_progress_bar=null",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "optimized_metric=val/acc",
+    "optimized_mode=max",
+]
+
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 os.environ["WANDB_MODE"] = "disabled"  # tests never reach W&B; the tracking test turns offline mode on
 register_resolvers()

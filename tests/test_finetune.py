@@ -11,34 +11,19 @@ from lmforge.models import GPTConfig, LlamaConfig
 from lmforge.tasks import SequenceClassification
 from lmforge.train import train
 
-from .conftest import FIXTURES, run_cli
+from .conftest import TOPICS_RUN, run_cli
 
-TOPICS = FIXTURES / "labeled" / "files" / "topics.csv"
-# The tiny BERT of conftest.TINY (so a checkpoint of it loads), on 48 sentences of two topics.
+# The tiny BERT of conftest.TINY (so a checkpoint of it loads), on the topics fixture.
 CLASSIFY = [
     "model.d_model=32",
     "model.n_heads=2",
     "model.d_ff=64",
     "model.n_layers=1",
     "model.max_seq_len=64",
-    "data=csv",
-    f"data.source.path={TOPICS}",
-    "data.source.text_column=sentence",
-    "data.source.label_column=topic",
+    *TOPICS_RUN,
     "data.tokenizer.vocab_size=300",
-    "data.max_seq_len=32",
-    "data.batch_size=8",
-    "data.val_fraction=0.25",
-    "data.test_fraction=0.25",
-    "callbacks.rich_progress_bar=null",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
     "trainer.max_steps=8",
     "trainer.val_check_interval=4",
-    "trainer.log_every_n_steps=1",
-    "optimized_metric=val/acc",
-    "optimized_mode=max",
 ]
 
 

@@ -30,14 +30,13 @@ from lmforge.peft.merge import main as merge_main
 from lmforge.tasks import SequenceClassification
 from lmforge.train import train
 
-from .conftest import FIXTURES
+from .conftest import TOPICS, TOPICS_RUN
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the reference models are built here, never downloaded
 transformers = pytest.importorskip(
     "transformers", reason="the Hugging Face reference is the `oracle` extra: pip install -e '.[oracle]'"
 )
 
-TOPICS = FIXTURES / "labeled" / "files" / "topics.csv"
 TOLERANCE = 1e-4
 SENTENCES = ["Simmer the onions slowly.", "The night train to Vienna left late!", "unbelievable cafés"]
 
@@ -257,26 +256,7 @@ def test_unexpected_and_missing_tensors_are_listed(tmp_path):
         load_backbone(folder)
 
 
-CLASSIFY = [
-    "model=bert_tiny",
-    "data=csv",
-    f"data.source.path={TOPICS}",
-    "data.source.text_column=sentence",
-    "data.source.label_column=topic",
-    "data.max_seq_len=32",
-    "data.batch_size=8",
-    "data.val_fraction=0.25",
-    "data.test_fraction=0.25",
-    "callbacks.rich_progress_bar=null",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "optimized_metric=val/acc",
-    "optimized_mode=max",
-]
+CLASSIFY = ["model=bert_tiny", *TOPICS_RUN, "trainer.max_steps=4", "trainer.val_check_interval=2"]
 
 
 def test_fine_tune_an_hf_bert_with_lora_merge_export_and_reimport(

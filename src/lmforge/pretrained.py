@@ -64,7 +64,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in our module, absent from the checkpoint
     unexpected: list[str] = field(default_factory=list)  # in the checkpoint, absent from our module
     mismatched: list[str] = field(default_factory=list)  # both, with different shapes
-    unused: list[str] = field(default_factory=list)  # parts of the checkpoint no target asked for
+    unused: list[str] = field(default_factory=list)  # parts of the checkpoint nothing loaded
 
     def problems(self) -> list[str]:
         return [*self.missing, *self.unexpected, *self.mismatched]
@@ -98,11 +98,10 @@ def match(
     targets: dict[str, nn.Module], state: dict[str, torch.Tensor]
 ) -> tuple[LoadReport, dict[str, dict[str, torch.Tensor]]]:
     """Pair ``state`` tensors with each target module by checkpoint prefix; copy nothing yet."""
-    report, fitting, used = LoadReport(), {}, set()
+    report, fitting = LoadReport(), {}
     for prefix, module in targets.items():
         own = module.state_dict()
         found = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
-        used.update(prefix + key for key in found)
         fitting[prefix] = {}
         for key, value in found.items():
             if key not in own:
@@ -115,7 +114,6 @@ def match(
                 fitting[prefix][key] = value
                 report.loaded.append(prefix + key)
         report.missing.extend(prefix + key for key in own if key not in found)
-    report.unused[:] = unused_parts(state, used)
     return report, fitting
 
 
@@ -178,7 +176,7 @@ def load_pretrained(
     for prefix, module in targets.items():
         module.load_state_dict(fitting[prefix], strict=False)
     used = {key for key in state if key.startswith(tuple(targets))}
-    report.unused[:] = unused_parts(state, used)
+    report.unused = unused_parts(state, used)
     log.info(
         "model.init_from: %d tensors loaded from %s%s",
         len(report.loaded),

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -20,13 +19,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.corpus.base import Corpus
+from lmforge.data.text_datamodule import TextDataModule
 from lmforge.data.tokenized import DEFAULT_SHARD_TOKENS, FORMAT_VERSION, TokenizedCorpus
 from lmforge.data.tokenizer import (
-    TokenizerSettings,
-    check_special_tokens,
     load_tokenizer,
     save_tokenizer,
-    tokenizer_kind,
 )
 from lmforge.errors import ConfigError
 
@@ -35,7 +32,7 @@ log = logging.getLogger(__name__)
 _SPLIT_SEED = 0  # the train/val split depends on the corpus only, never on the run's seed
 
 
-class CorpusDataModule(pl.LightningDataModule):
+class CorpusDataModule(TextDataModule):
     """Shared settings and preparation; ``setup`` leaves ``tokenized`` and the two document lists."""
 
     def __init__(
@@ -50,35 +47,18 @@ class CorpusDataModule(pl.LightningDataModule):
         seed: int = 0,
         shard_tokens: int = DEFAULT_SHARD_TOKENS,
     ) -> None:
-        super().__init__()
+        super().__init__(tokenizer, cache_dir, max_seq_len, batch_size, val_fraction, num_workers, seed)
         self.corpus = corpus
-        self.tokenizer_settings = TokenizerSettings(**tokenizer)
-        self.cache_dir = Path(cache_dir)
-        self.max_seq_len = max_seq_len
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
-        self.num_workers = num_workers
-        self.seed = seed
         self.shard_tokens = shard_tokens
         self._check_settings()
         self.corpus.check()
-        self.tokenizer: Tokenizer | None = None
         self.tokens_dir: Path | None = None
         self.tokenized: TokenizedCorpus | None = None
         self.train_documents: np.ndarray | None = None
         self.val_documents: np.ndarray | None = None
 
-    def require(self, ok: bool, key: str, rule: str) -> None:
-        """Raise a ``ConfigError`` naming ``key`` and its value unless ``ok``."""
-        if not ok:
-            value = getattr(self, key.split(".")[-1])
-            raise ConfigError(key, f"{key}={value} {rule}")
-
     def _check_settings(self) -> None:
-        self.require(self.max_seq_len >= 8, "data.max_seq_len", "must be at least 8")
-        self.require(self.batch_size >= 1, "data.batch_size", "must be at least 1")
-        self.require(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
-        self.require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        super()._check_settings()
         self.require(self.shard_tokens >= 1, "data.shard_tokens", "must be at least 1")
 
     # ----------------------------------------------------------------------------------------------
@@ -204,17 +184,6 @@ class CorpusDataModule(pl.LightningDataModule):
             )
         self.use_tokenizer(Tokenizer.from_str(saved), ckpt_path, "ckpt_path")
         log.info("resuming with the tokenizer stored in %s", ckpt_path)
-
-    def use_tokenizer(self, tokenizer: Tokenizer, source: str, key: str = "model.init_from") -> None:
-        """Read the corpus with ``tokenizer`` (a checkpoint's) instead of training one."""
-        if tokenizer_kind(tokenizer) != self.tokenizer_settings.kind:
-            raise ConfigError(
-                key,
-                f"{source} was trained with a {tokenizer_kind(tokenizer)} tokenizer, this run's objective "
-                f"uses {self.tokenizer_settings.kind}: use the objective it was trained with",
-            )
-        check_special_tokens(tokenizer, self.tokenizer_settings.kind, f"the tokenizer of {source}")
-        self.tokenizer = tokenizer
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}

@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from tokenizers import Tokenizer
@@ -27,12 +25,10 @@ from lmforge.data.labeled.encoding import ClassificationCollator, Classification
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.source import LabeledSource
 from lmforge.data.labeled.splits import grouped_split, stratified_split
+from lmforge.data.text_datamodule import TextDataModule
 from lmforge.data.tokenizer import (
-    TokenizerSettings,
-    check_special_tokens,
     load_tokenizer,
     save_tokenizer,
-    tokenizer_kind,
 )
 from lmforge.errors import ConfigError
 
@@ -49,7 +45,7 @@ def label_order(label: str) -> tuple[int, float, str]:
         return 1, 0.0, label
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ClassificationDataModule(TextDataModule):
     """Batches of a labeled set for a classifier.
 
     Batches are dicts of int64 tensors, right-padded to the longest example of the batch:
@@ -70,50 +66,29 @@ class ClassificationDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(tokenizer, cache_dir, max_seq_len, batch_size, val_fraction, num_workers, seed)
         self.source = source
-        self.tokenizer_settings = TokenizerSettings(**tokenizer)
-        self.cache_dir = Path(cache_dir)
-        self.max_seq_len = max_seq_len
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
-        self.num_workers = num_workers
-        self.seed = seed
         self._check_settings()
         self.source.check()
-        self.tokenizer: Tokenizer | None = None
         self.splits: dict[str, list[LabeledExample]] | None = None
         self.datasets: dict[str, EncodedSplit] = {}
         self.collator: ClassificationCollator | None = None
         self._label_names: list[str] | None = None
         self._labels_from: str | None = None  # the checkpoint the label names were restored from
 
-    def require(self, ok: bool, key: str, rule: str) -> None:
-        """Raise a ``ConfigError`` naming ``key`` and its value unless ``ok``."""
-        if not ok:
-            raise ConfigError(key, f"{key}={getattr(self, key.split('.')[-1])} {rule}")
-
     def _check_settings(self) -> None:
-        self.require(self.max_seq_len >= 8, "data.max_seq_len", "must be at least 8")
-        self.require(self.batch_size >= 1, "data.batch_size", "must be at least 1")
-        self.require(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
+        super()._check_settings()
         self.require(0 <= self.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
         self.require(
             self.val_fraction + self.test_fraction < 1,
             "data.test_fraction",
             f"plus data.val_fraction={self.val_fraction} must be below 1 (the rest is the training split)",
         )
-        self.require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
 
     # ----------------------------------------------------------------------------------------------
     # Preparation: splits, label names, tokenizer
-
-    @property
-    def kind(self) -> str:
-        """``wordpiece`` (BERT) or ``bpe`` (GPT, LLaMA): the tokenizer the model reads."""
-        return self.tokenizer_settings.kind
 
     def prepare_data(self) -> None:
         """Read and split the set, number the labels, make (or find) the tokenizer; once."""
@@ -246,16 +221,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         source: str = "the pretrained model's tokenizer",
         key: str = "model.init_from",
     ) -> None:
-        """Encode with ``tokenizer`` (the one a pretrained model was trained with) instead of training one."""
-        kind = tokenizer_kind(tokenizer)
-        if kind != self.kind:
-            raise ConfigError(
-                key,
-                f"{source} is a {kind} tokenizer, but this model reads {self.kind}: fine-tune the model "
-                "family it was pretrained as (model=bert_* for WordPiece, gpt_* / llama_* for BPE)",
-            )
-        check_special_tokens(tokenizer, kind, source)
-        self.tokenizer = tokenizer
+        super().use_tokenizer(tokenizer, source, key)
         self.datasets = {}  # encoded with another tokenizer, if any
 
     def restore(self, ckpt_path: str) -> None:

@@ -1,0 +1,70 @@
+"""What every lmforge DataModule shares: the tokenizer settings, the sizes of its batches and their
+checks, and starting from another run's tokenizer (``use_tokenizer``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from tokenizers import Tokenizer
+
+from lmforge.data.tokenizer import TokenizerSettings, check_special_tokens, tokenizer_kind
+from lmforge.errors import ConfigError
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Settings common to the pretraining corpora and the labeled sets, checked when built."""
+
+    def __init__(
+        self,
+        tokenizer: dict[str, Any],
+        cache_dir: str,
+        max_seq_len: int,
+        batch_size: int,
+        val_fraction: float,
+        num_workers: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.tokenizer_settings = TokenizerSettings(**tokenizer)
+        self.cache_dir = Path(cache_dir)
+        self.max_seq_len = max_seq_len
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.num_workers = num_workers
+        self.seed = seed
+        self.tokenizer: Tokenizer | None = None
+
+    @property
+    def kind(self) -> str:
+        """``wordpiece`` (BERT) or ``bpe`` (GPT, LLaMA): the tokenizer the model reads."""
+        return self.tokenizer_settings.kind
+
+    def require(self, ok: bool, key: str, rule: str) -> None:
+        """Raise a ``ConfigError`` naming ``key`` and its value unless ``ok``."""
+        if not ok:
+            raise ConfigError(key, f"{key}={getattr(self, key.split('.')[-1])} {rule}")
+
+    def _check_settings(self) -> None:
+        self.require(self.max_seq_len >= 8, "data.max_seq_len", "must be at least 8")
+        self.require(self.batch_size >= 1, "data.batch_size", "must be at least 1")
+        self.require(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
+        self.require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+
+    def use_tokenizer(
+        self,
+        tokenizer: Tokenizer,
+        source: str = "the pretrained model's tokenizer",
+        key: str = "model.init_from",
+    ) -> None:
+        """Read text with ``tokenizer`` (a checkpoint's, a pretrained folder's) instead of training one."""
+        kind = tokenizer_kind(tokenizer)
+        if kind != self.kind:
+            raise ConfigError(
+                key,
+                f"{source} is a {kind} tokenizer, but this model reads {self.kind}: use the model family "
+                "it was trained with (model=bert_* for WordPiece, gpt_* / llama_* for BPE)",
+            )
+        check_special_tokens(tokenizer, kind, source)
+        self.tokenizer = tokenizer
