@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.distributed.tensor import DTensor
@@ -54,7 +56,8 @@ class Preemption(Callback):
 
     A scheduler that preempts a job, or reaches its time limit, sends SIGTERM (SLURM can send SIGUSR1
     ahead of time with ``--signal=USR1@90``) and kills the job a grace period later. The handler only
-    sets a flag: at the end of the batch in progress the trainer saves ``path`` and stops, so
+    sets a flag: at the end of the batch in progress (of the optimiser step in progress, when
+    gradients are accumulated over several batches) the trainer saves ``path`` and stops, so
     ``train.py`` exits with status 0 and a requeued job resumes from that checkpoint (``resume=auto``).
     The save comes first, before the validation Lightning runs when a run stops: should the grace
     period run out during validation, the checkpoint is already whole (saves are atomic).
@@ -94,6 +97,8 @@ class Preemption(Callback):
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
         if not received or self.saved_at is not None:
             return
+        if trainer.fit_loop._should_accumulate():  # mid-step: a checkpoint would lose the batches' gradients
+            return
         name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
         log.warning(
             "%s received at step %d: saving %s and stopping (exit status 0; rerun with resume=auto or "
@@ -119,6 +124,75 @@ class Preemption(Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+class RandomStates(Callback):
+    """Keep the random states of Python, NumPy and torch (CPU and CUDA) in checkpoints, one per process,
+    and set them again when a resumed run starts training, so its dropout draws what the uninterrupted
+    run's did. Lightning keeps none of them.
+
+    They are taken when a checkpoint is saved, after a training step, and set in ``on_train_start``,
+    after the sanity check, just before the next step: nothing in between draws from them (our loaders
+    draw from generators of their own, ``ResumableLoader``; evaluation runs without dropout). A
+    checkpoint written by another number of processes holds other ranks' states: they stay as seeded,
+    with a warning.
+    """
+
+    KEY = "random_states"
+
+    def __init__(self) -> None:
+        self._saved: list[dict[str, Any]] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = random_states()
+        if trainer.world_size > 1:  # every rank saves; rank 0 writes the file
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint[self.KEY] = gathered
+        else:
+            checkpoint[self.KEY] = [states]
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._saved = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        if len(saved) != trainer.world_size:
+            log.warning(
+                "the checkpoint holds the random states of %d process(es), this run has %d: they are "
+                "not restored, so dropout draws other numbers than an uninterrupted run",
+                len(saved),
+                trainer.world_size,
+            )
+            return
+        set_random_states(saved[trainer.global_rank])
+
+
+def random_states() -> dict[str, Any]:
+    """This process's global random states, as tensors and plain data (checkpoints load weights_only)."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 NAN_POLICIES = ("stop", "skip")

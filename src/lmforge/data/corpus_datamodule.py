@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.corpus.base import Corpus
+from lmforge.data.resumable import ResumableLoader
+from lmforge.data.sampler import ShardedSampler
 from lmforge.data.text_datamodule import TextDataModule
 from lmforge.data.tokenized import DEFAULT_SHARD_TOKENS, FORMAT_VERSION, TokenizedCorpus
 from lmforge.data.tokenizer import (
@@ -157,13 +159,14 @@ class CorpusDataModule(TextDataModule):
             )
 
     def loader(
-        self, dataset: Dataset, sampler: Sampler, shuffle: bool, collate_fn: Callable | None = None
-    ) -> DataLoader:
+        self, dataset: Dataset, sampler: ShardedSampler, shuffle: bool, collate_fn: Callable | None = None
+    ) -> ResumableLoader:
         """Batches of ``dataset`` in ``sampler``'s order; training (``shuffle``) drops a last short batch."""
-        return DataLoader(
+        return ResumableLoader(
             dataset,
-            batch_size=self.batch_size,
             sampler=sampler,
+            seed=self.seed,
+            batch_size=self.batch_size,
             collate_fn=collate_fn,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -4,6 +4,9 @@ Our samplers shard themselves across data-parallel processes (``ShardedSampler``
 the same seeded global order and takes every ``world``-th key of it, starting at its rank. So the
 ``k``-th batches of all ranks together are the ``k``-th batch of one process with ``world`` times the
 batch size, and a run gives the same global batches on any number of processes.
+
+A resumed run starts its epoch after the examples it had already trained on (``skip``, set by
+``ResumableLoader`` from the checkpoint), so it sees the rest of the epoch's order, not its head again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class ShardedSampler(DistributedSampler):
     the sampler inside) nor shards it twice; Lightning calls ``set_epoch`` on it directly. The rank
     and world size are read from ``torch.distributed`` when iterated (the process group exists by
     then), unless given (tests). Each rank gets ``len(order) // world`` keys: at most ``world - 1``
-    keys of an epoch are left out, so that every rank runs the same number of batches.
+    keys of an epoch are left out, so that every rank runs the same number of batches. ``skip``
+    leaves out the first keys of the global order in the next pass only (a resumed epoch).
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class ShardedSampler(DistributedSampler):
         self.seed = seed
         self.shuffle = shuffle
         self.epoch = 0
+        self.skip = 0
         self._rank = rank
         self._world_size = world_size
 
@@ -52,9 +57,12 @@ class ShardedSampler(DistributedSampler):
         return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
     def shard(self, order: np.ndarray) -> np.ndarray:
-        """This rank's keys of the global ``order``: every ``world``-th one, from position ``rank``."""
+        """This rank's keys of the global ``order``: every ``world``-th one, from position ``rank``,
+        after the ``skip`` keys already trained on (then ``skip`` goes back to 0)."""
         world = self.num_replicas
-        return order[self.rank : len(order) - len(order) % world : world]
+        end = len(order) - len(order) % world
+        order, self.skip = order[min(self.skip, end) : end], 0
+        return order[self.rank :: world]
 
 
 class LengthGroupedSampler(ShardedSampler):
@@ -111,3 +119,23 @@ class LengthGroupedSampler(ShardedSampler):
             order = rng.permutation(len(batches)) if self.shuffle else range(len(batches))
             ordered.extend(batches[b] for b in order)
         return np.concatenate(ordered) if ordered else keys
+
+
+class ShuffledSampler(ShardedSampler):
+    """Indices ``0 .. size - 1`` in a seeded random order per epoch (the labeled sets' training order).
+
+    Unlike ``LengthGroupedSampler`` it yields plain indices, not keys that name the epoch too: a
+    labeled example reads the same in every epoch.
+    """
+
+    def __init__(
+        self, size: int, seed: int = 0, rank: int | None = None, world_size: int | None = None
+    ) -> None:
+        super().__init__(seed, True, rank, world_size)
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size // self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.shard(np.random.default_rng((self.seed, self.epoch)).permutation(self.size)).tolist()

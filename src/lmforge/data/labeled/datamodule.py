@@ -25,6 +25,8 @@ from lmforge.data.labeled.encoding import ClassificationCollator, Classification
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.source import LabeledSource
 from lmforge.data.labeled.splits import grouped_split, stratified_split
+from lmforge.data.resumable import ResumableLoader
+from lmforge.data.sampler import ShuffledSampler
 from lmforge.data.text_datamodule import TextDataModule
 from lmforge.data.tokenizer import (
     load_tokenizer,
@@ -313,18 +315,20 @@ class ClassificationDataModule(TextDataModule):
         return self.datasets[split]
 
     def loader(self, split: str) -> DataLoader:
-        """Training shuffles (seeded by ``seed``) and drops a last short batch; evaluation keeps order."""
-        train = split == "train"
-        return DataLoader(
-            self.dataset(split),
+        """Training shuffles (seeded by ``seed`` and the epoch, resumable mid-epoch: ``ResumableLoader``)
+        and drops a last short batch; evaluation keeps order."""
+        dataset = self.dataset(split)
+        settings = dict(
             batch_size=self.batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
-            drop_last=train,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+        if split == "train":
+            sampler = ShuffledSampler(len(dataset), seed=self.seed)
+            return ResumableLoader(dataset, sampler=sampler, seed=self.seed, drop_last=True, **settings)
+        # its own generator: making the iterator would draw a seed from the one dropout uses
+        return DataLoader(dataset, generator=torch.Generator().manual_seed(self.seed), **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")
