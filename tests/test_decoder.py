@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lmforge.decoding import SamplingSettings, filter_logits, generate
+from lmforge.decoding import SamplingSettings, column_major_weights, filter_logits, generate
 from lmforge.models import DecoderModel, GPTConfig, LlamaConfig
 from lmforge.models.attention import MultiHeadAttention
 from lmforge.models.rotary import RotaryEmbedding, apply_rotary
@@ -67,6 +67,22 @@ def test_a_left_padded_batch_continues_each_prompt_as_it_would_alone(build):
     batched = generate(model, prompts, 12, pad_id=0)
     alone = [generate(model, [p], 12)[0] for p in prompts]
     assert batched == alone
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_decoding_leaves_the_weights_as_they_were(build):
+    """``generate`` stores widening matrices column-major while it runs (faster matrix x vector on
+    CPU): same values meanwhile, and afterwards the same contiguous tensors in the same storage."""
+    model = build()
+    before = {name: (p.detach().clone(), p.data_ptr()) for name, p in model.named_parameters()}
+    ids = torch.randint(0, 97, (2, 12))
+    expected = model.logits(model(ids))
+    with column_major_weights(model):
+        assert not model.blocks[0].attention.qkv.weight.is_contiguous()
+        torch.testing.assert_close(model.logits(model(ids)), expected, atol=1e-5, rtol=0)
+    generate(model, [[1, 2, 3]], 5)
+    for name, p in model.named_parameters():
+        assert p.is_contiguous() and p.data_ptr() == before[name][1] and torch.equal(p, before[name][0])
 
 
 def test_generation_stops_at_end_of_text():

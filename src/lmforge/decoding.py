@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from lmforge.models.decoder import DecoderModel
 
@@ -64,7 +67,48 @@ def left_pad(
     return ids, mask
 
 
-@torch.inference_mode()
+def _relayout(weight: nn.Parameter, layout: torch.Tensor) -> None:
+    """Give ``weight`` the strides of ``layout`` (a view of its storage), values unchanged."""
+    values = weight.data.clone()
+    layout.copy_(values)
+    weight.data = layout
+
+
+@contextmanager
+def column_major_weights(model: DecoderModel) -> Iterator[None]:
+    """On CPU, store each widening matrix the decoder multiplies by (a linear layer with more outputs
+    than inputs, the LM head) column by column while decoding, in its own storage, and row by row
+    again afterwards; shapes and values never change.
+
+    One token at a time makes every product matrix x vector, bound by reading the weights. On the
+    reference machine (AMD EPYC, PyTorch's MKL, one thread) a widening (out, in) weight stored
+    column-major (its transpose, contiguous) is read 2 to 3 times as fast as row-major, and a narrowing
+    one (the feed-forward's down projection) up to twice as slowly: decoding gains about 1.5x
+    (``bench/decode_vs_hf.py``). Rewriting in place keeps any storage the weights share, and needs a
+    copy of one matrix at a time.
+    """
+    weights = {id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Linear)}
+    if model.lm_head is None:  # tied: the head is the token embedding
+        weights[id(model.tokens.weight)] = model.tokens.weight
+    moved = [
+        (weight, weight.data)
+        for weight in weights.values()
+        if weight.device.type == "cpu"
+        and weight.dim() == 2
+        and weight.shape[0] > weight.shape[1]
+        and weight.is_contiguous()
+    ]
+    with torch.no_grad():  # not inference mode: the weights stay ordinary tensors, fit for training
+        for weight, rows in moved:
+            _relayout(weight, rows.as_strided(rows.shape, (1, rows.shape[0])))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for weight, rows in moved:
+                _relayout(weight, rows)
+
+
 def generate(
     model: DecoderModel,
     prompts: list[list[int]],
@@ -85,37 +129,60 @@ def generate(
     settings = settings or SamplingSettings()
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    device = model.tokens.weight.device
-    ids, mask = left_pad(prompts, pad_id, device)
-    total = ids.shape[1] + max_new_tokens
-    if total > model.config.max_seq_len:
+    width = max(len(p) for p in prompts)
+    if width + max_new_tokens > model.config.max_seq_len:
         raise ValueError(
-            f"the longest prompt ({ids.shape[1]} tokens) plus max_new_tokens={max_new_tokens} exceed the "
+            f"the longest prompt ({width} tokens) plus max_new_tokens={max_new_tokens} exceed the "
             f"model's context of {model.config.max_seq_len} tokens: shorten one of them"
         )
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with column_major_weights(model):
+        return _continue(model, prompts, max_new_tokens, settings, eos_id, pad_id, use_cache, generator)
+
+
+@torch.inference_mode()
+def _continue(
+    model: DecoderModel,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    settings: SamplingSettings,
+    eos_id: int | None,
+    pad_id: int,
+    use_cache: bool,
+    generator: torch.Generator | None,
+) -> list[list[int]]:
+    """``generate``'s decoding loop, its arguments checked."""
+    device = model.tokens.weight.device
+    ids, mask = left_pad(prompts, pad_id, device)
+    width = ids.shape[1]
+    total = width + max_new_tokens
+    # Without padding the model's defaults (positions from the cache length, a causal mask or none
+    # for one new token) mean the same and cost nothing per step; with it, the mask grows in place.
+    padded = any(len(p) < width for p in prompts)
+    full_mask = torch.ones((len(prompts), total), dtype=torch.long, device=device)
+    full_mask[:, :width] = mask
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) if padded else None
     cache = model.new_cache(len(prompts), total) if use_cache else None
-    logits = model.logits(model(ids, mask, positions, cache)[:, -1])
+    logits = model.logits(model(ids, mask if padded else None, positions, cache)[:, -1])
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    new: list[torch.Tensor] = []
-    for _ in range(max_new_tokens):
+    new = torch.full((len(prompts), max_new_tokens), pad_id, dtype=torch.long, device=device)
+    for step in range(max_new_tokens):
         token = next_tokens(logits, settings, generator)
-        token = token.masked_fill(done, pad_id)
-        new.append(token)
         if eos_id is not None:
+            token = token.masked_fill(done, pad_id)
             done |= token == eos_id
-            if bool(done.all()):
-                break
-        mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
-        step_position = positions[:, -1:] + 1
+        new[:, step] = token
+        if step + 1 == max_new_tokens or (eos_id is not None and bool(done.all())):
+            break  # the last token needs no scores
+        mask = full_mask[:, : width + step + 1] if padded else None
+        if padded:
+            step_position = positions[:, -1:] + 1
+            positions = step_position if cache is not None else torch.cat((positions, step_position), 1)
         if cache is not None:  # only the new position goes through the model
-            positions = step_position
-            logits = model.logits(model(token[:, None], mask, step_position, cache)[:, -1])
+            logits = model.logits(model(token[:, None], mask, positions, cache)[:, -1])
         else:
             ids = torch.cat((ids, token[:, None]), dim=1)
-            positions = torch.cat((positions, step_position), dim=1)
             logits = model.logits(model(ids, mask, positions)[:, -1])
-    out = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
+    out = new.tolist()
     return [row[: row.index(eos_id)] if eos_id in row else row for row in out]
 
 

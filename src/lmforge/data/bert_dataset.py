@@ -7,6 +7,8 @@ example is the same whenever it is drawn again for the same epoch, in whichever 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -56,6 +58,24 @@ def build_chunks(
                 doc_rows[-1][2] = end
         rows.extend(doc_rows)
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+
+@dataclass(slots=True)
+class Layout:
+    """Where an example's tokens come from, drawn before any token is read: A is sentences
+    ``first .. split - 1`` less ``a_dropped_front`` tokens at its start (``len_a`` kept), B the first
+    ``len_b`` tokens of ``b_spans`` (document, first, end sentence). Without NSP, A is the whole
+    chunk (``split`` is its end) and B is empty."""
+
+    position: int  # of A's document in the split's documents
+    first: int
+    split: int
+    len_a: int
+    a_dropped_front: int
+    len_b: int
+    is_next: bool
+    b_spans: list[tuple[int, int, int]]
+    length: int  # tokens of the example: [CLS] A [SEP] B [SEP], or [CLS] A [SEP]
 
 
 def truncate_pair(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
@@ -113,47 +133,61 @@ class BertPretrainingDataset(Dataset):
         return len(self.chunks)
 
     def lengths(self, keys: np.ndarray) -> np.ndarray:
-        """Length in tokens of the examples drawn for ``keys`` (for batching by length)."""
-        return np.fromiter((len(self.draw(int(key))["input_ids"]) for key in keys), np.int64, len(keys))
+        """Length in tokens of the examples drawn for ``keys`` (for batching by length), from their
+        layout alone: no token is read."""
+        return np.fromiter((self._layout(int(key)).length for key in keys), np.int64, len(keys))
 
-    def draw(self, key: int) -> dict:
-        """The example and where its parts come from (used by tests and for inspection)."""
+    def _layout(self, key: int) -> Layout:
         index, epoch = key % len(self.chunks), key // len(self.chunks)
-        rng = np.random.default_rng((self.seed, epoch, index))
         position, first, end = (int(v) for v in self.chunks[index])
+        offsets = self.corpus.sentence_offsets
         if not self.nsp:
-            tokens = self.corpus.span(first, end)[: self.max_seq_len - 2]
-            ids = np.concatenate(([self.cls_id], tokens, [self.sep_id]))
-            return {"input_ids": ids, "token_type_ids": np.zeros(len(ids), dtype=np.int64), "key": key}
-
-        max_tokens = self.max_seq_len - 3
+            len_a = min(int(offsets[end] - offsets[first]), self.max_seq_len - 2)
+            return Layout(position, first, end, len_a, 0, 0, True, [], len_a + 2)
+        rng = np.random.default_rng((self.seed, epoch, index))
         split = int(rng.integers(first + 1, end))  # A takes sentences first..split-1
         is_next = bool(rng.random() < 0.5)
-        a = self.corpus.span(first, split)
-        room = int(self.corpus.sentence_offsets[end] - self.corpus.sentence_offsets[split])
+        room = int(offsets[end] - offsets[split])
         if is_next:
             b_spans = [(int(self.documents[position]), split, end)]
         else:
             b_spans = self._other_text(position, room, rng)
-        b = np.concatenate([self.corpus.span(first_s, end_s) for _, first_s, end_s in b_spans])
+        full_b = sum(int(offsets[stop] - offsets[start]) for _, start, stop in b_spans)
         if not is_next:  # a long first sentence may overshoot: keep B near room for length grouping
-            b = b[: room + max(8, room // 4)]
-        len_a, len_b = truncate_pair(len(a), len(b), max_tokens)
-        dropped_front = len(a) - len_a
-        a, b = a[dropped_front:], b[:len_b]
-        ids = np.concatenate(([self.cls_id], a, [self.sep_id], b, [self.sep_id]))
+            full_b = min(full_b, room + max(8, room // 4))
+        full_a = int(offsets[split] - offsets[first])
+        len_a, len_b = truncate_pair(full_a, full_b, self.max_seq_len - 3)
+        return Layout(
+            position, first, split, len_a, full_a - len_a, len_b, is_next, b_spans, len_a + len_b + 3
+        )
+
+    def draw(self, key: int) -> dict:
+        """The example and where its parts come from (used by tests and for inspection)."""
+        layout = self._layout(key)
+        corpus, offsets = self.corpus, self.corpus.sentence_offsets
+        ids = np.empty(layout.length, dtype=np.int64)
+        ids[0], ids[layout.len_a + 1], ids[-1] = self.cls_id, self.sep_id, self.sep_id
+        a_start = int(offsets[layout.first]) + layout.a_dropped_front
+        ids[1 : layout.len_a + 1] = corpus.tokens_between(a_start, a_start + layout.len_a)
+        if not self.nsp:
+            return {"input_ids": ids, "token_type_ids": np.zeros(len(ids), dtype=np.int64), "key": key}
+        at = layout.len_a + 2
+        for _, start, stop in layout.b_spans:  # B's first len_b tokens
+            take = min(int(offsets[stop] - offsets[start]), len(ids) - 1 - at)
+            ids[at : at + take] = corpus.tokens_between(int(offsets[start]), int(offsets[start]) + take)
+            at += take
         types = np.zeros(len(ids), dtype=np.int64)
-        types[len_a + 2 :] = 1
+        types[layout.len_a + 2 :] = 1
         return {
             "input_ids": ids,
             "token_type_ids": types,
-            "next_sentence_label": IS_NEXT if is_next else NOT_NEXT,
+            "next_sentence_label": IS_NEXT if layout.is_next else NOT_NEXT,
             "key": key,
             "source": {
-                "a_document": int(self.documents[position]),
-                "a_sentences": (first, split),
-                "b_spans": b_spans,
-                "a_dropped_front": dropped_front,
+                "a_document": int(self.documents[layout.position]),
+                "a_sentences": (layout.first, layout.split),
+                "b_spans": layout.b_spans,
+                "a_dropped_front": layout.a_dropped_front,
             },
         }
 

@@ -14,8 +14,9 @@ class MaskedLMCollator:
 
     Maskable means neither special nor padding. The count per sequence is ``mlm_probability`` times
     the maskable tokens, rounded at random so that its expectation is exact. Labels hold the original
-    ids at chosen positions and ``-100`` elsewhere. Each example is masked by a generator seeded from
-    ``(seed, example key)``, so a batch is the same whichever worker builds it.
+    ids at chosen positions and ``-100`` elsewhere. Each example's random draws are a function of
+    ``(seed, example key)`` and the position alone, so an example is masked the same in any batch,
+    whichever worker builds it; the batch is masked at once, as arrays.
     """
 
     def __init__(
@@ -44,45 +45,75 @@ class MaskedLMCollator:
         self.seed = seed
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def mask(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Masked copy of one sequence's ids, and its labels."""
-        ids = ids.astype(np.int64, copy=True)
-        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
-        maskable = np.flatnonzero(~np.isin(ids, self.special_ids))
-        count = int(np.floor(self.mlm_probability * len(maskable) + rng.random()))
-        if count == 0:
-            return ids, labels
-        chosen = rng.choice(maskable, size=count, replace=False)
-        labels[chosen] = ids[chosen]
-        draw = rng.random(count)
-        to_mask = draw < self.mask_token_ratio
-        to_random = (draw >= self.mask_token_ratio) & (draw < self.mask_token_ratio + self.random_token_ratio)
-        ids[chosen[to_mask]] = self.mask_id
-        ids[chosen[to_random]] = rng.choice(self.random_ids, size=int(to_random.sum()))
-        return ids, labels
-
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(example["input_ids"]) for example in examples)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = len(examples)
-        input_ids = np.full((batch, width), self.pad_id, dtype=np.int64)
-        token_type_ids = np.zeros((batch, width), dtype=np.int64)
-        attention_mask = np.zeros((batch, width), dtype=np.int64)
-        labels = np.full((batch, width), IGNORE_INDEX, dtype=np.int64)
-        for row, example in enumerate(examples):
-            rng = np.random.default_rng((self.seed, int(example["key"])))
-            ids, row_labels = self.mask(np.asarray(example["input_ids"]), rng)
-            n = len(ids)
-            input_ids[row, :n] = ids
-            labels[row, :n] = row_labels
-            token_type_ids[row, :n] = example["token_type_ids"]
-            attention_mask[row, :n] = 1
+        lengths = np.fromiter((len(e["input_ids"]) for e in examples), np.int64, len(examples))
+        width = -(-int(lengths.max()) // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        real = np.arange(width) < lengths[:, None]  # (batch, width): True on each example's tokens
+        input_ids = np.full(real.shape, self.pad_id, dtype=np.int64)
+        input_ids[real] = np.concatenate([e["input_ids"] for e in examples])
+        token_type_ids = np.zeros(real.shape, dtype=np.int64)
+        token_type_ids[real] = np.concatenate([e["token_type_ids"] for e in examples])
+        keys = np.fromiter((int(e["key"]) for e in examples), np.uint64, len(examples))
+        input_ids, labels = self.mask(input_ids, real, keys)
         out = {
             "input_ids": torch.from_numpy(input_ids),
             "token_type_ids": torch.from_numpy(token_type_ids),
-            "attention_mask": torch.from_numpy(attention_mask),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
             "labels": torch.from_numpy(labels),
         }
         if "next_sentence_label" in examples[0]:
             out["next_sentence_label"] = torch.tensor([e["next_sentence_label"] for e in examples])
         return out
+
+    def mask(self, ids: np.ndarray, real: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Masked ids and labels of a padded batch ``ids`` (batch, width), ``real`` marking tokens.
+
+        The whole batch at once, yet each row's choices depend on its (seed, key) alone: every draw is
+        a counter-based uniform of (seed, key, position, purpose) (``uniforms``).
+        """
+        width = ids.shape[1]
+        maskable = real & ~np.isin(ids, self.special_ids)
+        rounding = uniforms(self.seed, keys, np.zeros(1, dtype=np.uint64))[:, 0]
+        count = np.floor(self.mlm_probability * maskable.sum(1) + rounding)
+        # the count smallest of a uniform score per maskable position: a uniform choice without replacement
+        score = np.where(maskable, uniforms(self.seed, keys, position_counters(width, CHOICE)), np.inf)
+        rank = np.empty(ids.shape, dtype=np.int64)
+        np.put_along_axis(rank, np.argsort(score, axis=1), np.arange(width)[None], axis=1)
+        chosen = rank < count[:, None]
+        labels = np.where(chosen, ids, IGNORE_INDEX)
+        draw = uniforms(self.seed, keys, position_counters(width, ACTION))
+        to_mask = chosen & (draw < self.mask_token_ratio)
+        to_random = chosen & ~to_mask & (draw < self.mask_token_ratio + self.random_token_ratio)
+        pick = uniforms(self.seed, keys, position_counters(width, TOKEN))[to_random] * len(self.random_ids)
+        ids = ids.copy()
+        ids[to_mask] = self.mask_id
+        ids[to_random] = self.random_ids[np.minimum(pick.astype(np.int64), len(self.random_ids) - 1)]
+        return ids, labels
+
+
+# Counter-based random numbers: output i of SplitMix64 (Steele et al. 2014) is a fixed mixing of
+# state + i x the golden ratio. The state comes from (seed, key); counter 0 is the row's own draw,
+# 1 + 3 x position + purpose the draws at a position.
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+CHOICE, ACTION, TOKEN = 0, 1, 2  # purposes: whether chosen, what becomes of it, which random token
+PURPOSES = 3
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of uint64 whose every output bit depends on every input bit."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def position_counters(width: int, purpose: int) -> np.ndarray:
+    return np.arange(width, dtype=np.uint64) * np.uint64(PURPOSES) + np.uint64(1 + purpose)
+
+
+def uniforms(seed: int, keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Uniforms in [0, 1) of shape (len(keys), len(counters)), each a function of (seed, key, counter)
+    alone: the same for an example in any batch, at any width."""
+    seed_state = mix64(np.asarray([seed % 2**64], dtype=np.uint64) * GOLDEN)
+    state = mix64(seed_state ^ keys.astype(np.uint64))
+    bits = mix64(state[:, None] + counters[None, :] * GOLDEN)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
