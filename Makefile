@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune train test test-all bench lint format clean
+.PHONY: help venv data-debian data-finetune train test test-all bench bench-extra lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,10 +43,18 @@ test: $(STAMP) ## run the test suite (without tests marked slow)
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
 
-bench: $(STAMP) ## measure speed choices side by side (training, KV-cache decoding, malloc) and the no-context baselines
+bench: $(STAMP) ## lmforge against Hugging Face (training, decoding, data) and memory by tuning method: bench/RESULTS.md
+	rm -f bench/results/*.md
+	$(TEST_ENV) $(PY) bench/train_step_vs_hf.py
+	$(TEST_ENV) $(PY) bench/peft_memory.py
+	$(TEST_ENV) $(PY) bench/decode_vs_hf.py
+	$(TEST_ENV) $(PY) bench/data_pipeline_vs_hf.py
+	$(TEST_ENV) $(PY) bench/mfu_gpu.py
+	$(TEST_ENV) $(PY) bench/report.py
+
+bench-extra: $(STAMP) ## lmforge's own speed choices side by side (sparse MLM head, malloc) and the no-context baselines
 	$(TEST_ENV) $(PY) bench/pretraining_speed.py
 	$(TEST_ENV) $(PY) bench/pretraining_baselines.py
-	$(TEST_ENV) $(PY) bench/decoding_speed.py
 	$(PY) bench/allocator_speed.py
 
 lint: $(STAMP) ## run the pre-commit hooks on every file

@@ -172,6 +172,14 @@ def test_trainer_presets_build(name, make_cfg):
     assert instantiate(cfg.trainer, logger=False).max_steps == cfg.trainer.max_steps
 
 
+@pytest.mark.parametrize("name", options("precision"))
+@pytest.mark.parametrize("trainer", ["default", "gpu"])
+def test_a_precision_preset_wins_over_the_trainer_presets(name, trainer, make_cfg):
+    cfg = make_cfg(f"trainer={trainer}", f"precision={name}", tiny=False)
+    assert cfg.trainer.precision == name
+    assert options("precision") == ["16-mixed", "32-true", "bf16-mixed", "bf16-true"]
+
+
 def test_default_composition(make_cfg):
     cfg = make_cfg(tiny=False)
     assert cfg.model.d_model == 128 and cfg.model.n_layers == 2

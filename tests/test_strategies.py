@@ -233,6 +233,20 @@ def test_a_consolidated_fsdp_checkpoint_gives_a_single_process_model_the_same_ou
 
 
 @run_if(multiprocess=True)
+def test_with_meta_init_fsdp_gives_the_model_of_a_full_build_on_every_rank(fsdp_run, tmp_path):
+    # Rank 1 builds on the meta device and receives its shards from rank 0: the same start, so the
+    # same trained weights (to the bit) as the run that built the model in full on both ranks.
+    run_dir = train_cli(
+        tmp_path, "meta", *EXACT, "data.batch_size=4", *FSDP, "trainer.strategy.meta_init=true"
+    )
+    expected, got = (torch.load(folder / "params" / "rank1.pt") for folder in (fsdp_run, run_dir))
+    assert expected.keys() == got.keys()
+    for name, value in expected.items():
+        assert torch.equal(got[name], value), f"{name} differs from the full build's"
+    assert train_losses(run_dir) == train_losses(fsdp_run)
+
+
+@run_if(multiprocess=True)
 def test_an_fsdp_run_resumes_from_its_distributed_checkpoint(fsdp_run, tmp_path):
     folder = fsdp_run / "checkpoints" / "last.ckpt"
     run_dir = train_cli(
@@ -244,10 +258,22 @@ def test_an_fsdp_run_resumes_from_its_distributed_checkpoint(fsdp_run, tmp_path)
 
 @run_if(multiprocess=True)
 def test_with_lora_an_fsdp_checkpoint_holds_the_method_alone_and_reloads(one_process, tmp_path):
+    # meta_init: rank 1 gets the weights rank 0 loaded from init_from, the frozen base kept as it was
     base = one_process / "checkpoints" / "last.ckpt"
     run_dir = train_cli(
-        tmp_path, "lora", *EXACT, "data.batch_size=4", *FSDP, f"model.init_from={base}", "peft=lora"
+        tmp_path,
+        "lora",
+        *EXACT,
+        "data.batch_size=4",
+        *FSDP,
+        "trainer.strategy.meta_init=true",
+        f"model.init_from={base}",
+        "peft=lora",
     )
+    pretrained = read_checkpoint(base)["state_dict"]
+    trained = torch.load(run_dir / "params" / "rank1.pt")
+    frozen = [name for name in trained if ".lora." not in name]
+    assert frozen and all(torch.equal(trained[n], pretrained[n.replace(".base.", ".")]) for n in frozen)
     folder = run_dir / "checkpoints" / "last.ckpt"
     saved = read_checkpoint(folder)["state_dict"]
     assert saved and all(".lora." in name for name in saved)

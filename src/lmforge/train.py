@@ -9,11 +9,13 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
@@ -31,6 +33,7 @@ from lmforge.checks import (
     exit_on_config_error,
     find_config_error,
 )
+from lmforge.distributed import builds_on_meta
 from lmforge.errors import ConfigError, TrainingDiverged
 from lmforge.hf import derive_model_config, is_hf
 from lmforge.memory import current_resident_bytes
@@ -181,7 +184,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> float | 
     task_settings = {"model": model, "objective": objective, "optim": optim, "peft": peft}
     if objective["kind"] == "classify":
         task_settings.update(label_names=datamodule.label_names, tokenizer=datamodule.tokenizer)
-    task = TASKS[objective["kind"]](**task_settings)
+    # strategy meta_init: the processes but rank 0 build nothing in memory (LanguageTask.configure_model)
+    on_meta = trainer is not None and builds_on_meta(trainer.strategy, trainer.global_rank)
+    with torch.device("meta") if on_meta else nullcontext():
+        task = TASKS[objective["kind"]](**task_settings)
     task.report()
     if cfg.get("compile"):  # in place: the state dict keeps its keys (torch.compile(module) prefixes them)
         task.backbone.compile()

@@ -252,8 +252,11 @@ class DecoderModel(ModelNumbers, nn.Module):
             cache.advance(x.shape[1])
         return self.final_norm(x[:, inserted:])
 
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The LM head's matrix (vocabulary, d_model): the token embedding when the two are tied."""
+        return self.tokens.weight if self.lm_head is None else self.lm_head.weight
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token scores over the vocabulary for each hidden state."""
-        if self.lm_head is None:
-            return nn.functional.linear(hidden, self.tokens.weight)
-        return self.lm_head(hidden)
+        return F.linear(hidden, self.output_weight)

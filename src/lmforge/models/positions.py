@@ -39,6 +39,11 @@ class SinusoidalPositions(nn.Module):
         # Not a parameter and not saved: it is a function of the shape alone.
         self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
 
+    def reset_parameters(self) -> None:
+        """Recompute the table in place (after ``to_empty`` of a model built on the meta device)."""
+        with torch.no_grad():
+            self.table.copy_(sinusoidal_table(*self.table.shape))
+
     def forward(self, seq_len: int) -> torch.Tensor:
         return self.table[:seq_len]
 

@@ -25,5 +25,10 @@ class MaskedLMHead(nn.Module):
         nn.init.normal_(self.dense.weight, std=init_std)
         nn.init.zeros_(self.dense.bias)
 
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The states that the vocabulary projection reads (training feeds them to
+        ``linear_cross_entropy`` with ``decoder_weight`` and ``bias`` instead of making logits)."""
+        return self.norm(self.act(self.dense(hidden)))
+
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.norm(self.act(self.dense(hidden))), decoder_weight, self.bias)
+        return F.linear(self.transform(hidden), decoder_weight, self.bias)

@@ -12,10 +12,11 @@ import logging
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
-from lmforge.distributed import shard_task
+from lmforge.distributed import is_on_meta, shard_task
 from lmforge.errors import ConfigError
 from lmforge.optim import OptimizerSettings, configure_optimizers
 from lmforge.peft import apply_peft, parameter_counts
@@ -24,6 +25,10 @@ from lmforge.pretrained import load_pretrained
 log = logging.getLogger("lmforge.tasks")
 
 FULL = {"method": "none", "lr": None}
+
+# Where tasks build their metrics, even inside a meta-device build (strategy meta_init): torchmetrics
+# cannot refill its states after ``to_empty``. Lightning moves them to the accelerator with the task.
+METRICS_DEVICE = torch.device("cpu")
 
 
 class LanguageTask(pl.LightningModule):
@@ -48,7 +53,8 @@ class LanguageTask(pl.LightningModule):
         self, optim: dict[str, Any], peft: dict[str, Any] | None, tokenizer: Any = None
     ) -> None:
         peft = dict(peft or FULL)
-        if self.config.init_from:
+        # On the meta device (meta_init, ranks but 0) there is nothing to load into: rank 0 sends it all.
+        if self.config.init_from and not is_on_meta(self.backbone):
             load_pretrained(
                 self.config.init_from,
                 self.config,
@@ -108,7 +114,8 @@ class LanguageTask(pl.LightningModule):
         strategy = self._trainer.strategy if self._trainer is not None else None
         if isinstance(strategy, ModelParallelStrategy):
             options = getattr(strategy, "fully_shard_options", {})
-            shard_task(self, strategy.device_mesh["data_parallel"], **options)
+            mesh, broadcast = strategy.device_mesh["data_parallel"], getattr(strategy, "meta_init", False)
+            shard_task(self, mesh, strategy.root_device, broadcast, **options)
 
     def configure_optimizers(self) -> dict:
         return configure_optimizers(self, self.optim)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
-from lmforge.tasks.base import LanguageTask
+from lmforge.objectives import linear_cross_entropy
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
 from lmforge.throughput import BatchFlops
 
 
@@ -34,16 +34,28 @@ class CausalLMPretraining(LanguageTask):
         self.backbone = build_backbone(self.config)
         self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)
-        self.val_loss = MeanMetric()
+        with METRICS_DEVICE:
+            self.val_loss = MeanMetric()
         self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.int64))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-token logits (batch, seq, vocab)."""
-        return self.backbone.logits(self.backbone(input_ids, attention_mask))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next-token logits (batch, seq, vocab); given ``labels`` (batch, seq), the mean cross-entropy
+        instead, with the logits made a block of positions at a time and never kept whole
+        (``linear_cross_entropy``). The loss is computed here, inside the task's call, because a
+        sharded model (strategy=fsdp) gathers the head's weights only for that call."""
+        hidden = self.backbone(input_ids, attention_mask)
+        if labels is None:
+            return self.backbone.logits(hidden)
+        loss, _ = linear_cross_entropy(hidden.flatten(0, 1), self.backbone.output_weight, labels.flatten())
+        return loss
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self(batch["input_ids"])
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
+        return self(batch["input_ids"], labels=batch["labels"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

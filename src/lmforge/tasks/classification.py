@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lmforge.models import build_backbone, is_decoder
-from lmforge.tasks.base import LanguageTask
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
 from lmforge.throughput import BatchFlops
 
 
@@ -64,10 +64,11 @@ class SequenceClassification(LanguageTask):
                 nn.init.zeros_(layer.bias)
         self.prepare_backbone(optim, peft, tokenizer)
         self.batch_flops = BatchFlops(self.backbone)
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
-        self.val_metrics = classification_metrics(len(self.label_names), "val/")
-        self.test_metrics = classification_metrics(len(self.label_names), "test/")
+        with METRICS_DEVICE:
+            self.val_loss = MeanMetric()
+            self.test_loss = MeanMetric()
+            self.val_metrics = classification_metrics(len(self.label_names), "val/")
+            self.test_metrics = classification_metrics(len(self.label_names), "test/")
 
     def head_modules(self) -> list[nn.Module]:
         return [m for m in (self.pooler, self.classifier) if m is not None]

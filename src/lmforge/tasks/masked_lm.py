@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
-from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead
-from lmforge.tasks.base import LanguageTask
+from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead, linear_cross_entropy
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
 from lmforge.throughput import BatchFlops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
@@ -46,7 +46,8 @@ class BertPretraining(LanguageTask):
         self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)
         names = METRICS if self.nsp else METRICS[:2]
-        self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in names})
+        with METRICS_DEVICE:
+            self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in names})
 
     def forward(
         self,
@@ -61,12 +62,15 @@ class BertPretraining(LanguageTask):
         hidden = self(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
         picked = batch["labels"] != IGNORE_INDEX
         targets = batch["labels"][picked]
-        logits = self.mlm_head(hidden[picked], self.backbone.token_embedding.weight)
-        if targets.numel():
-            mlm_loss = F.cross_entropy(logits.float(), targets)
-            mlm_acc = (logits.argmax(-1) == targets).float().mean()
-        else:  # no masked token in the batch: zeros that still reach every head parameter
-            mlm_loss = mlm_acc = logits.sum() * 0.0
+        # no masked token in the batch: a loss of zero whose zero gradients still reach every head parameter
+        mlm_loss, predicted = linear_cross_entropy(
+            self.mlm_head.transform(hidden[picked]),
+            self.backbone.token_embedding.weight,
+            targets,
+            self.mlm_head.bias,
+            predict=True,
+        )
+        mlm_acc = (predicted == targets).float().sum() / max(1, targets.numel())
         out = {
             "mlm_loss": mlm_loss,
             "mlm_acc": mlm_acc,
