@@ -15,7 +15,10 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torch import nn
 
+from lmforge.hf import family_for_config
+from lmforge.hf.mapping import export_state
 from lmforge.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +48,25 @@ def write_section(name: str, markdown: str) -> Path:
     path.write_text(markdown.rstrip() + "\n")
     print(markdown)
     return path
+
+
+def verdict(ratio: float, target: float) -> str:
+    """A ratio against its target, for a section's summary lines."""
+    met = "met" if ratio >= target else f"missed by {target / ratio:.2f}x"
+    return f"**{ratio:.2f}x** (target {target}x: {met})"
+
+
+def hf_twin(
+    reference: type[nn.Module], config: Any, state: dict[str, Any], heads: set[str], **settings: Any
+) -> nn.Module:
+    """A ``transformers`` model of class ``reference`` holding our weights ``state`` (keys of our
+    checkpoints: ``backbone.``, heads), its config made by ``lmforge.hf`` from our ``config`` and the
+    ``heads`` it carries, with ``settings`` on top; SDPA attention. Refuses weights that do not line up."""
+    family = family_for_config(config)
+    hf_config = {**family.config_to_hf(config, heads), **settings}
+    hf_config.pop("model_type")
+    twin = reference._from_config(reference.config_class(**hf_config), attn_implementation="sdpa")
+    missing, unexpected = twin.load_state_dict(export_state(family, config, state, True), strict=False)
+    if unexpected or set(missing) - set(family.tied(config)):
+        raise RuntimeError(f"weights do not line up: missing {missing}, unexpected {unexpected}")
+    return twin

@@ -37,8 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from common import ROOT, command, write_section
-from decode_vs_hf import verdict
+from common import ROOT, command, verdict, write_section
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf

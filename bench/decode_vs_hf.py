@@ -26,22 +26,17 @@ Writes bench/results/decode.md (``common.write_section``) and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from common import command, model_settings, write_section
+from common import command, hf_twin, model_settings, verdict, write_section
 from hydra.utils import instantiate
-from safetensors.torch import save_file
 
 from lmforge.decoding import generate
 from lmforge.hf import family_for_config
-from lmforge.hf.mapping import export_state
 from lmforge.models import build_backbone
 
 TARGET_VS_HF = 1.5  # lmforge with the cache against generate() with its cache
@@ -54,24 +49,16 @@ def our_model(name: str, vocab_size: int) -> torch.nn.Module:
     return build_backbone(instantiate(model_settings(name, vocab_size=vocab_size))).eval()
 
 
-def hf_twin(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
-    """The Hugging Face model holding ``model``'s weights, written and read as ``lmforge.hf.export`` does."""
+def hf_reference(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model holding ``model``'s weights (``common.hf_twin``), in eval mode."""
     import transformers
 
-    family = family_for_config(model.config)
+    reference = getattr(transformers, family_for_config(model.config).architecture(set()))
     state = {f"backbone.{k}": v for k, v in model.state_dict().items()}
-    save_file(export_state(family, model.config, state, with_prefix=True), folder / "model.safetensors")
-    config = {"architectures": [family.architecture(set())], **family.config_to_hf(model.config, set())}
     # no end-of-text token: every run makes all the new tokens (and GPT-2's default 50256 is no id here)
-    config.update(dtype="float32", bos_token_id=None, eos_token_id=None, pad_token_id=0)
-    (folder / "config.json").write_text(json.dumps(config))
-    transformers.utils.logging.disable_progress_bar()
-    return transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
-
-
-def verdict(ratio: float, target: float) -> str:
-    met = "met" if ratio >= target else f"missed by {target / ratio:.2f}x"
-    return f"**{ratio:.2f}x** (target {target}x: {met})"
+    return hf_twin(
+        reference, model.config, state, set(), bos_token_id=None, eos_token_id=None, pad_token_id=0
+    ).eval()
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
@@ -80,8 +67,7 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
 
 def bench_model(name: str, args: argparse.Namespace) -> list[str]:
     model = our_model(name, args.vocab_size)
-    with tempfile.TemporaryDirectory() as folder:
-        twin = hf_twin(model, Path(folder))
+    twin = hf_reference(model)
     prompt = torch.randint(
         0, args.vocab_size, (1, args.prompt_tokens), generator=torch.Generator().manual_seed(1)
     )

@@ -31,10 +31,8 @@ from typing import Any
 
 import torch
 import transformers
-from common import command, model_settings, write_section
+from common import command, hf_twin, model_settings, write_section
 
-from lmforge.hf import family_for_config
-from lmforge.hf.mapping import export_state
 from lmforge.optim import OptimizerSettings, build_optimizer
 from lmforge.runtime import keep_freed_memory
 from lmforge.tasks import BertPretraining, CausalLMPretraining
@@ -115,17 +113,9 @@ def build_pair(preset: str, vocab: int) -> tuple[Side, Side]:
         ours = BertPretraining(model, {"nsp": True}, {"lr": settings.lr})
     else:
         ours = CausalLMPretraining(model, {}, {"lr": settings.lr})
-    family = family_for_config(ours.config)
-    hf_config = family.config_to_hf(ours.config, {"mlm_head", "nsp_head"} if bert else set())
-    hf_config.pop("model_type")
-    config_class = REFERENCES[preset].config_class
-    theirs = REFERENCES[preset]._from_config(config_class(**hf_config), attn_implementation="sdpa")
-    state = {
-        k: v for k, v in ours.state_dict().items() if k.split(".")[0] in ("backbone", "mlm_head", "nsp_head")
-    }
-    missing, unexpected = theirs.load_state_dict(export_state(family, ours.config, state, True), strict=False)
-    if unexpected or set(missing) - set(family.tied(ours.config)):
-        raise RuntimeError(f"weights do not line up: missing {missing}, unexpected {unexpected}")
+    heads = {"mlm_head", "nsp_head"} if bert else set()
+    state = {k: v for k, v in ours.state_dict().items() if k.split(".")[0] in ("backbone", *heads)}
+    theirs = hf_twin(REFERENCES[preset], ours.config, state, heads)
     ours.train()
     theirs.train()
 
