@@ -1,4 +1,4 @@
-"""Training with and without lmforge's malloc setting (``lmforge.runtime.keep_freed_memory``).
+"""Training with and without lmforge's malloc setting (``lmforge.cli.runtime.keep_freed_memory``).
 
 Runs the same short ``train.py`` job (no validation, no checkpoint, no logger) in fresh processes,
 alternating the two variants, and reports the median wall, user and system times of each. The

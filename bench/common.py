@@ -19,7 +19,7 @@ from torch import nn
 
 from lmforge.hf import family_for_config
 from lmforge.hf.mapping import export_state
-from lmforge.resolvers import register_resolvers
+from lmforge.run.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -42,7 +42,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lmforge.resolvers import register_resolvers
+from lmforge.run.config import register_resolvers
 from lmforge.tasks import BertPretraining
 
 TARGET_VS_HF = 2.0  # our collation against DataCollatorForLanguageModeling's

@@ -7,7 +7,7 @@ speed does not depend on the weights) the Hugging Face model (``GPT2LMHeadModel`
 ``lmforge.hf`` (the same weights), so the four ways decode the same prompt (batch 1, fp32, eval) to
 the same continuation:
 
-  lmforge, KV cache       ``lmforge.decoding.generate(use_cache=True)``: a preallocated cache
+  lmforge, KV cache       ``lmforge.models.decoding.generate(use_cache=True)``: a preallocated cache
   lmforge, no cache       the same, rerunning the whole sequence for each new token
   HF generate(), cache    ``generate(do_sample=False, max/min_new_tokens=N, use_cache=True)``
   HF generate(), no cache the same with ``use_cache=False``
@@ -35,9 +35,9 @@ import torch
 from common import command, hf_twin, model_settings, verdict, write_section
 from hydra.utils import instantiate
 
-from lmforge.decoding import generate
 from lmforge.hf import family_for_config
 from lmforge.models import build_backbone
+from lmforge.models.decoding import generate
 
 TARGET_VS_HF = 1.5  # lmforge with the cache against generate() with its cache
 TARGET_VS_NO_CACHE = 5.0  # lmforge with the cache against lmforge without it

@@ -8,7 +8,7 @@ weights, gradients, optimiser states and activations. Two cases run at a time, o
 
 The children run with a fixed glibc mmap threshold (``MALLOC_MMAP_THRESHOLD_``), so that every large
 tensor goes back to the kernel when freed and the peak is what training holds at once. Under
-glibc's default, or train.py's setting that keeps freed memory for speed (``lmforge.runtime``), the
+glibc's default, or train.py's setting that keeps freed memory for speed (``lmforge.cli.runtime``), the
 checkpointed cases' peaks grow by 0.25-0.3 GiB: each block's transient buffers leave holes in the
 heap around the block outputs that checkpointing keeps.
 

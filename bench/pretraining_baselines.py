@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from lmforge.data.bert_dataset import BertPretrainingDataset
 from lmforge.data.tokenizer import special_ids
 from lmforge.objectives.nsp import NOT_NEXT
-from lmforge.resolvers import register_resolvers
+from lmforge.run.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lmforge.objectives import IGNORE_INDEX
-from lmforge.resolvers import register_resolvers
+from lmforge.run.config import register_resolvers
 from lmforge.tasks import BertPretraining
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,8 +33,8 @@ import torch
 import transformers
 from common import command, hf_twin, model_settings, write_section
 
+from lmforge.cli.runtime import keep_freed_memory
 from lmforge.optim import OptimizerSettings, build_optimizer
-from lmforge.runtime import keep_freed_memory
 from lmforge.tasks import BertPretraining, CausalLMPretraining
 
 TOKENS_PER_BATCH = 2048

@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from lmforge.resolvers import register_resolvers
+from lmforge.run.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -99,7 +99,7 @@ def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """``make_cfg(*overrides, tiny=True)``: a config ready for ``lmforge.train.train``."""
+    """``make_cfg(*overrides, tiny=True)``: a config ready for ``lmforge.cli.train.train``."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
         return compose_config([*(TINY if tiny else []), *overrides], tmp_path)
@@ -130,7 +130,7 @@ SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_eve
 @pytest.fixture(scope="session")
 def pretrained_bert(tmp_path_factory) -> Path:
     """The last checkpoint of the tiny BERT of ``TINY`` pretrained for a few steps (MLM + NSP)."""
-    from lmforge.train import train
+    from lmforge.cli.train import train
 
     tmp = tmp_path_factory.mktemp("pretrained_bert")
     cfg = compose_config([*TINY, *SHORT], tmp)

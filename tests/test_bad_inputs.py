@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmforge.cli.train import CONFIG_DIR, train, unknown_preset
 from lmforge.errors import ConfigError
-from lmforge.train import CONFIG_DIR, train, unknown_preset
 
 from .conftest import FIXTURES, TINY, run_cli
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lmforge.data.prepare import prepare
+from lmforge.cli.generate import run as generate_run
+from lmforge.cli.prepare import prepare
+from lmforge.cli.train import train
 from lmforge.errors import ConfigError
-from lmforge.generate import run as generate_run
-from lmforge.train import train
 
 from .conftest import CONF, TINY, compose_config
 from .test_train import metrics, run_cli
@@ -153,10 +153,11 @@ def test_prepare_writes_shards_once_and_then_reuses_them(make_cfg, capsys):
     assert "bpe vocabulary of 400" in out and "shard(s)" in out
 
 
-def test_the_prepare_module_runs_from_the_command_line(tmp_path):
+def test_lmforge_prepare_runs_from_the_command_line(tmp_path):
     result = run_cli(
         "-m",
-        "lmforge.data.prepare",
+        "lmforge",
+        "prepare",
         "model=gpt_tiny",
         "data=text_files",
         f"data.corpus.paths=[{CONF.parent / 'tests/fixtures/corpus/workshop.txt'}]",

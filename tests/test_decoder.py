@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from lmforge.decoding import SamplingSettings, column_major_weights, filter_logits, generate
 from lmforge.models import DecoderModel, GPTConfig, LlamaConfig
 from lmforge.models.attention import MultiHeadAttention
+from lmforge.models.decoding import SamplingSettings, column_major_weights, filter_logits, generate
 from lmforge.models.rotary import RotaryEmbedding, apply_rotary
 
 SHAPE = {"vocab_size": 97, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_seq_len": 64}

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmforge.cli.train import train
 from lmforge.errors import ConfigError
-from lmforge.train import train
 
 from .test_train import run_cli
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lmforge.cli.train import train
 from lmforge.data.packing import BlockSampler
 from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import LengthGroupedSampler, ShardedSampler, ShuffledSampler
-from lmforge.train import train
 
 from .conftest import TINY, TOPICS_RUN, compose_config, run_cli, run_if
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmforge.checkpoints import load_task
+from lmforge.cli.train import train
 from lmforge.models import GPTConfig, LlamaConfig
+from lmforge.run.load import load_task
 from lmforge.tasks import SequenceClassification
-from lmforge.train import train
 
 from .conftest import TOPICS_RUN, run_cli
 

@@ -16,19 +16,19 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import build
+from lmforge.cli.merge import main as merge_main
+from lmforge.cli.train import train
 from lmforge.data.tokenizer import TokenizerSettings
-from lmforge.decoding import generate
 from lmforge.errors import ConfigError
 from lmforge.hf import derive_model_config, load_backbone, pretrained_tokenizer
 from lmforge.hf.export import export
 from lmforge.hf.export import main as export_main
 from lmforge.models import BertConfig as OurBertConfig
+from lmforge.models.decoding import generate
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
-from lmforge.peft.merge import main as merge_main
+from lmforge.run.checks import build
+from lmforge.run.load import load_task
 from lmforge.tasks import SequenceClassification
-from lmforge.train import train
 
 from .conftest import TOPICS, TOPICS_RUN
 

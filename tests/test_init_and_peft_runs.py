@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import build
+from lmforge.cli.merge import main as merge_main
+from lmforge.cli.train import train
 from lmforge.errors import ConfigError
-from lmforge.peft.merge import main as merge_main
-from lmforge.train import train
+from lmforge.run.checks import build
+from lmforge.run.load import load_task
 
 from .conftest import SHORT
 
@@ -85,7 +85,7 @@ def test_init_strict_false_loads_what_fits_and_says_what_it_skipped(make_cfg, pr
     cfg = make_cfg(
         "model.n_layers=2", f"model.init_from={pretrained_bert}", "model.init_strict=false", "debug=fdr"
     )
-    with caplog.at_level(logging.WARNING, logger="lmforge.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="lmforge.io.init_from"):
         train(cfg)
     assert "backbone.blocks.1." in caplog.text and "not loaded" in caplog.text
 

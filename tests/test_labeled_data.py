@@ -17,7 +17,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lmforge.checks import build
 from lmforge.data.labeled import (
     BibleParaphraseSource,
     ClassificationDataModule,
@@ -33,6 +32,7 @@ from lmforge.data.labeled.encoding import fit_pair
 from lmforge.data.labeled.splits import grouped_split, stratified_split
 from lmforge.data.tokenizer import CLS, END_OF_TEXT, PAD, SEP, TokenizerSettings
 from lmforge.errors import ConfigError
+from lmforge.run.checks import build
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LABELED = FIXTURES / "labeled"

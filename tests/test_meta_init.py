@@ -10,8 +10,9 @@ import pytest
 import torch
 from torchmetrics import Metric
 
-from lmforge.distributed import FSDP2Strategy, builds_on_meta, is_on_meta, materialize
+from lmforge.run.strategies import FSDP2Strategy
 from lmforge.tasks import BertPretraining, CausalLMPretraining, SequenceClassification
+from lmforge.tasks.sharding import builds_on_meta, is_on_meta, materialize
 
 
 def model(target: str, **extra) -> dict:

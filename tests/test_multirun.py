@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.plot import main as plot_main
+from lmforge.cli.plot import main as plot_main
 from lmforge.sweep_summary import main as summary_main
 from lmforge.sweep_summary import varying_overrides
 

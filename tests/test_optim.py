@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmforge.cli.train import train
 from lmforge.optim import OptimizerSettings, lr_multiplier, parameter_groups
-from lmforge.train import train
 
 from .test_train import metrics
 

@@ -9,18 +9,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from lmforge.decoding import generate
 from lmforge.errors import ConfigError
+from lmforge.io.method_files import load_method, save_method
 from lmforge.models import BertConfig, BertModel, DecoderModel, GPTConfig, LlamaConfig
 from lmforge.models.attention import MultiHeadAttention, padding_mask
-from lmforge.peft import (
-    PEFT_METHODS,
-    apply_peft,
-    load_method,
-    merged_state_dict,
-    parameter_counts,
-    save_method,
-)
+from lmforge.models.decoding import generate
+from lmforge.peft import PEFT_METHODS, apply_peft, merged_state_dict, parameter_counts
 from lmforge.peft.base import FoldableLinear
 
 from .conftest import CONF

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from lmforge.cli.train import train
 from lmforge.models import BertConfig, BertModel, GPTConfig, build_backbone
-from lmforge.plan import (
+from lmforge.run.plan import (
     activation_elements_per_token,
     estimate_memory,
     max_time_seconds,
@@ -15,7 +16,6 @@ from lmforge.plan import (
     sharded_parts,
     validations,
 )
-from lmforge.train import train
 
 from .conftest import TINY, run_cli
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lmforge.callbacks import NonFiniteGuard
-from lmforge.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
+from lmforge.cli.train import train
 from lmforge.errors import ConfigError, TrainingDiverged
+from lmforge.io.atomic import AtomicCheckpointIO, atomic_torch_save
+from lmforge.run.callbacks import NonFiniteGuard
 from lmforge.tasks import BertPretraining
-from lmforge.train import train
 
 from .conftest import ROOT, TINY, compose_config, run_cli, run_if
 
@@ -41,7 +41,7 @@ def steps_logged(path: Path) -> list[int]:
 
 
 def test_resume_auto_starts_fresh_then_resumes_from_the_run_folders_last_checkpoint(make_cfg, caplog):
-    caplog.set_level(logging.INFO, logger="lmforge.train")
+    caplog.set_level(logging.INFO, logger="lmforge.cli.train")
     first = make_cfg(*SHORT, "resume=auto")
     train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
@@ -63,7 +63,7 @@ def test_an_explicit_ckpt_path_wins_over_resume_auto(make_cfg, tmp_path, caplog)
     earlier = compose_config([*TINY, *SHORT], tmp_path / "earlier")
     train(earlier)
     given = Path(earlier.paths.output_dir) / "checkpoints" / "last.ckpt"
-    caplog.set_level(logging.INFO, logger="lmforge.train")
+    caplog.set_level(logging.INFO, logger="lmforge.cli.train")
     cfg = make_cfg(*SHORT, "trainer.max_steps=5", "resume=auto", f"ckpt_path={given}")
     train(cfg)
     assert f"ckpt_path={given} is given and wins" in caplog.text

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from lmforge.runtime import keep_freed_memory
+from lmforge.cli.runtime import keep_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")

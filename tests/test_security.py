@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmforge.checkpoints import read_checkpoint
 from lmforge.errors import ConfigError
-from lmforge.pretrained import pretrained_tokenizer
+from lmforge.io.checkpoints import read_checkpoint
+from lmforge.io.init_from import pretrained_tokenizer
 
 
 class RunsCode:

@@ -16,9 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors import safe_open
 
-from lmforge.checkpoints import is_distributed_checkpoint, load_task, read_checkpoint
-from lmforge.checks import build, check_config
 from lmforge.errors import ConfigError
+from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
+from lmforge.run.checks import build, check_config
+from lmforge.run.load import load_task
 from lmforge.tasks import CausalLMPretraining
 
 from .conftest import CONF, SHORT, TINY, compose_config, run_cli, run_if
@@ -218,7 +219,9 @@ def test_fsdp_on_two_cpu_processes_trains_like_one_process(one_process, fsdp_run
 @run_if(multiprocess=True)
 def test_a_consolidated_fsdp_checkpoint_gives_a_single_process_model_the_same_outputs(fsdp_run, tmp_path):
     folder = fsdp_run / "checkpoints" / "last.ckpt"
-    result = run_cli("-m", "lmforge.consolidate", str(folder), "--out", str(tmp_path / "model.safetensors"))
+    result = run_cli(
+        "-m", "lmforge", "consolidate", str(folder), "--out", str(tmp_path / "model.safetensors")
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     with safe_open(tmp_path / "model.safetensors", "pt") as handle:
         hparams = json.loads(handle.metadata()["hyper_parameters"])

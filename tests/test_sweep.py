@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from lmforge.checks import exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
 from lmforge.errors import ConfigError
 from lmforge.sweep import (
     MetricNotLogged,

@@ -3,8 +3,8 @@ metrics, and no secret in what is saved."""
 
 from pathlib import Path
 
-from lmforge.tracking import has_wandb_key, without_secrets
-from lmforge.train import train
+from lmforge.cli.train import train
+from lmforge.run.tracking import has_wandb_key, without_secrets
 
 
 def test_secrets_are_dropped_at_any_depth():

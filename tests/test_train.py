@@ -9,9 +9,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from lmforge.cli.train import train
 from lmforge.models import build_backbone
 from lmforge.tasks import BertPretraining
-from lmforge.train import train
 
 from .conftest import TINY, compose_config, run_cli
 
@@ -118,7 +118,7 @@ def test_train_py_runs_from_the_command_line(tmp_path):
 
 
 def test_module_entry_prints_the_config(tmp_path):
-    result = run_cli("-m", "lmforge.train", "--cfg", "job", "model=bert_small", cwd=tmp_path)
+    result = run_cli("-m", "lmforge", "train", "--cfg", "job", "model=bert_small", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "d_model: 512" in result.stdout and "nsp: true" in result.stdout
 

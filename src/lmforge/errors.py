@@ -1,5 +1,7 @@
 """The error a user can fix by changing the configuration or the input files."""
 
+from __future__ import annotations
+
 
 class ConfigError(ValueError):
     """A bad setting or input, reported as one line that names the key and the fix.
@@ -19,3 +21,14 @@ class TrainingDiverged(RuntimeError):
     Not a ``ConfigError``: the settings were valid, the run went wrong (too high a learning rate, an
     fp16 overflow, a bad batch). The last checkpoint written before it is kept as it was.
     """
+
+
+def find_config_error(error: BaseException) -> ConfigError | None:
+    """The ``ConfigError`` behind an exception (Hydra's instantiate wraps what a target raises)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

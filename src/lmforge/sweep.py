@@ -45,10 +45,10 @@ except ModuleNotFoundError as missing:  # an optional extra: say how to get it
         "python sweep.py needs Optuna: pip install -c constraints.txt -e '.[sweep]'", name="optuna"
     ) from missing
 
-from lmforge.checks import exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
+from lmforge.cli.runtime import keep_freed_memory
+from lmforge.cli.train import CONFIG_DIR, check_run, train
 from lmforge.errors import ConfigError
-from lmforge.runtime import keep_freed_memory
-from lmforge.train import CONFIG_DIR, check_run, train
 
 log = logging.getLogger("lmforge.sweep")
 

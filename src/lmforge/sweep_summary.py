@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lmforge.results import read_results
+from lmforge.run.results import read_results
 
 log = logging.getLogger("lmforge.sweep_summary")
 
@@ -166,8 +167,10 @@ class SweepSummary(Callback):
         summarize(config.hydra.sweep.dir)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write summary.csv/.md/.png of a multirun folder.")
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge summary") -> None:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Write summary.csv/.md/.png of a multirun folder."
+    )
     parser.add_argument("sweep_dir", help="the multirun folder (logs/<task_name>/multiruns/<date>_<time>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -1,7 +1,7 @@
 """What every pretraining DataModule shares: corpus -> tokenizer -> token shards -> train/val split.
 
 ``prepare_data`` trains or loads the tokenizer and tokenises the corpus into ``cache_dir``, each step
-keyed by its inputs and reused when they have not changed (``python -m lmforge.data.prepare`` runs
+keyed by its inputs and reused when they have not changed (``python -m lmforge.cli.prepare`` runs
 it alone). Subclasses turn the shards into batches for their objective.
 """
 
@@ -16,7 +16,6 @@ import numpy as np
 from tokenizers import Tokenizer
 from torch.utils.data import Dataset
 
-from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.corpus.base import Corpus
 from lmforge.data.resumable import ResumableLoader
@@ -28,6 +27,7 @@ from lmforge.data.tokenizer import (
     save_tokenizer,
 )
 from lmforge.errors import ConfigError
+from lmforge.io.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Import reads a local folder (``config.json``, the weights, the tokenizer), picks the family from
 ``architectures`` / ``model_type``, derives our model config from ``config.json`` and renames the
 tensors into the layout of one of our checkpoints (``backbone.``, ``mlm_head.``, ``nsp_head.``), so
-``lmforge.pretrained.load_pretrained`` loads them as it loads our own. Supported: BERT, GPT-2, LLaMA.
+``lmforge.io.init_from.load_pretrained`` loads them as it loads our own. Supported: BERT, GPT-2, LLaMA.
 """
 
 from __future__ import annotations

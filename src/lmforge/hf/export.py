@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,13 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
 from lmforge.data.tokenizer import end_of_text_token
 from lmforge.errors import ConfigError
 from lmforge.hf import family_for_config
 from lmforge.hf.mapping import export_state
-from lmforge.peft.checkpoint import merged_state_dict
+from lmforge.peft import merged_state_dict
+from lmforge.run.load import load_task
 
 
 def task_state(task: Any, family_name: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -86,12 +87,12 @@ def export(ckpt_path: str, out: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge export") -> None:
     parser = argparse.ArgumentParser(
-        description="Export one of our checkpoints as a Hugging Face model folder."
+        prog=prog, description="Export one of our checkpoints as a Hugging Face model folder."
     )
     parser.add_argument(
-        "ckpt_path", help="a checkpoint written by train.py, or merged.ckpt from lmforge.peft.merge"
+        "ckpt_path", help="a checkpoint written by train.py, or merged.ckpt from lmforge.cli.merge"
     )
     parser.add_argument("--out", type=Path, required=True, help="folder to write (created if needed)")
     args = parser.parse_args(argv)

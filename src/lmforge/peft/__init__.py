@@ -14,8 +14,13 @@ from torch import nn
 
 from lmforge.errors import ConfigError
 from lmforge.peft.adapter import AdapterTuning
-from lmforge.peft.base import MethodModule, TuningMethod, parameter_counts, trainable_state_dict
-from lmforge.peft.checkpoint import load_method, merged_state_dict, read_method_config, save_method
+from lmforge.peft.base import (
+    MethodModule,
+    TuningMethod,
+    merged_state_dict,
+    parameter_counts,
+    trainable_state_dict,
+)
 from lmforge.peft.ia3 import IA3
 from lmforge.peft.lora import LoRA
 from lmforge.peft.prefix import PrefixTuning
@@ -61,10 +66,7 @@ __all__ = [
     "MethodModule",
     "TuningMethod",
     "apply_peft",
-    "load_method",
     "merged_state_dict",
     "parameter_counts",
-    "read_method_config",
-    "save_method",
     "trainable_state_dict",
 ]

@@ -259,3 +259,20 @@ class TuningMethod:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings})"
+
+
+def merged_state_dict(module: nn.Module, method: TuningMethod) -> dict[str, torch.Tensor]:
+    """The state dict of ``module`` with ``method`` folded into the base weights and its own tensors
+    dropped: it loads into a plain backbone (plus whatever heads ``module`` holds). ``module`` itself
+    is left as it was. Methods that cannot be folded (adapters, prompts, prefixes) raise ValueError."""
+    method.check_mergeable()
+    state = module.state_dict()
+    for name, layer in module.named_modules():
+        if isinstance(layer, FoldableLinear):
+            prefix = f"{name}." if name else ""
+            weight, bias = layer.folded()
+            state[f"{prefix}weight"] = weight
+            if bias is not None:
+                state[f"{prefix}bias"] = bias
+    own = method_state(module)
+    return {name: tensor for name, tensor in state.items() if name not in own}

@@ -16,11 +16,11 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
-from lmforge.distributed import is_on_meta, shard_task
 from lmforge.errors import ConfigError
+from lmforge.io.init_from import load_pretrained
 from lmforge.optim import OptimizerSettings, configure_optimizers
 from lmforge.peft import apply_peft, parameter_counts
-from lmforge.pretrained import load_pretrained
+from lmforge.tasks.sharding import is_on_meta, shard_task
 
 log = logging.getLogger("lmforge.tasks")
 

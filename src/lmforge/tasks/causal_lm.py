@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric
 from lmforge.models import build_backbone
 from lmforge.objectives import linear_cross_entropy
 from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
-from lmforge.throughput import BatchFlops
+from lmforge.tasks.throughput import BatchFlops
 
 
 class CausalLMPretraining(LanguageTask):

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lmforge.models import build_backbone, is_decoder
 from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
-from lmforge.throughput import BatchFlops
+from lmforge.tasks.throughput import BatchFlops
 
 
 def classification_metrics(num_labels: int, prefix: str) -> MetricCollection:

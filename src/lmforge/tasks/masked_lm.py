@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead, linear_cross_entropy
 from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
-from lmforge.throughput import BatchFlops
+from lmforge.tasks.throughput import BatchFlops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 

@@ -19,7 +19,6 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from lmforge.checkpoints import read_checkpoint
 from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.labeled.encoding import ClassificationCollator, ClassificationEncoder, EncodedSplit
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
@@ -33,6 +32,7 @@ from lmforge.data.tokenizer import (
     save_tokenizer,
 )
 from lmforge.errors import ConfigError
+from lmforge.io.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 

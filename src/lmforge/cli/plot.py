@@ -1,4 +1,4 @@
-"""``python -m lmforge.plot <run or sweep folders>``: training curves from the runs' CSV logs.
+"""``python -m lmforge.cli.plot <run or sweep folders>``: training curves from the runs' CSV logs.
 
 Each run folder holds ``csv/metrics.csv`` (conf/logger/csv.yaml); a sweep folder holds one run per
 job. Every metric asked for gets a panel, every run a line, against the optimiser step. Needs
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 METRICS_FILE = Path("csv") / "metrics.csv"
@@ -101,8 +102,10 @@ def plot(folders: list[Path], out: Path, metrics: list[str] | None = None) -> Pa
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Draw training curves of runs from their CSV logs.")
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge plot") -> None:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Draw training curves of runs from their CSV logs."
+    )
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or sweep folders of runs")
     parser.add_argument(
         "--metrics",

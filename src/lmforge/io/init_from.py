@@ -20,10 +20,10 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from lmforge import hf
-from lmforge.checkpoints import checkpoint_tokenizer, read_checkpoint
 from lmforge.errors import ConfigError
+from lmforge.io.checkpoints import checkpoint_tokenizer, read_checkpoint
 
-log = logging.getLogger("lmforge.pretrained")
+log = logging.getLogger("lmforge.io.init_from")
 
 # Keys of the model config that decide the shapes of the weights; the rest (dropout, init) may differ.
 SHAPE_KEYS = (

@@ -1,4 +1,4 @@
-"""Tokenise a corpus into shards ahead of training: ``python -m lmforge.data.prepare data=... [model=...]``.
+"""Tokenise a corpus into shards ahead of training: ``python -m lmforge.cli.prepare data=... [model=...]``.
 
 The DataModule runs the same step on demand; running it alone lets a cluster job start from ready
 shards, or several runs share them. A second call with the same settings only reports what is cached.
@@ -12,11 +12,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lmforge.checks import build, exit_on_config_error
-from lmforge.resolvers import register_resolvers
+from lmforge.cli.errors import exit_on_config_error
+from lmforge.run.checks import build
+from lmforge.run.config import CONFIG_DIR, register_resolvers
 
 register_resolvers()
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
 
 def prepare(cfg: DictConfig) -> Path:

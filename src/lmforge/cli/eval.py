@@ -16,14 +16,14 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import build, exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
 from lmforge.errors import ConfigError
-from lmforge.resolvers import register_resolvers
+from lmforge.run.checks import build
+from lmforge.run.config import CONFIG_DIR, register_resolvers
+from lmforge.run.load import load_task
 
-log = logging.getLogger("lmforge.eval")
+log = logging.getLogger("lmforge.cli.eval")
 register_resolvers()
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 SPLITS = ("test", "val")
 
 

@@ -1,4 +1,4 @@
-"""Training entry point: ``python train.py [overrides]`` or ``python -m lmforge.train [overrides]``."""
+"""Training entry point: ``python train.py [overrides]`` or ``python -m lmforge.cli.train [overrides]``."""
 
 from __future__ import annotations
 
@@ -22,39 +22,35 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressB
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lmforge.checkpoint_io import use_atomic_checkpoints
-from lmforge.checkpoints import is_distributed_checkpoint
-from lmforge.checks import (
+from lmforge.cli.errors import exit_on_config_error
+from lmforge.cli.runtime import keep_freed_memory
+from lmforge.errors import ConfigError, TrainingDiverged, find_config_error
+from lmforge.hf import derive_model_config, is_hf
+from lmforge.io.atomic import use_atomic_checkpoints
+from lmforge.io.checkpoints import is_distributed_checkpoint
+from lmforge.io.init_from import pretrained_tokenizer
+from lmforge.io.method_files import save_method
+from lmforge.optim import OptimizerSettings
+from lmforge.run.checks import (
     build,
     check_config,
     check_model_objective,
     check_resume_shape,
     check_tuning,
-    exit_on_config_error,
-    find_config_error,
 )
-from lmforge.distributed import builds_on_meta
-from lmforge.errors import ConfigError, TrainingDiverged
-from lmforge.hf import derive_model_config, is_hf
-from lmforge.memory import current_resident_bytes
-from lmforge.optim import OptimizerSettings
-from lmforge.peft import save_method
-from lmforge.plan import run_plan
-from lmforge.pretrained import pretrained_tokenizer
-from lmforge.resolvers import register_resolvers
-from lmforge.results import failed_result, finished_result, write_result
-from lmforge.runtime import keep_freed_memory
+from lmforge.run.config import CONFIG_DIR, register_resolvers
+from lmforge.run.memory import current_resident_bytes
+from lmforge.run.plan import run_plan
+from lmforge.run.results import failed_result, finished_result, write_result
+from lmforge.run.tracking import finish_runs, record_run, without_secrets
 from lmforge.tasks import TASKS
-from lmforge.tracking import finish_runs, record_run, without_secrets
+from lmforge.tasks.sharding import builds_on_meta
 
-log = logging.getLogger("lmforge.train")
+log = logging.getLogger("lmforge.cli.train")
 
 register_resolvers()
 # Lightning 2.6 calls a torch API that torch 2.13 deprecates: nothing a user can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-# conf/ sits at the root of the checkout; an absolute path works for `python train.py` and `-m`.
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def instantiate_entries(group: DictConfig | None) -> list[Any]:

@@ -6,27 +6,24 @@ Each component also validates its own settings when it is built (``BertConfig``,
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.checkpoints import is_distributed_checkpoint, read_checkpoint
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, find_config_error
+from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
+from lmforge.io.init_from import check_shapes, checkpoint_model
 from lmforge.models import TransformerConfig, is_decoder
-from lmforge.pretrained import check_shapes, checkpoint_model
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 # Lightning's (and ours built on them): they refuse a CPU accelerator
 GPU_ONLY_STRATEGIES = ("DeepSpeedStrategy", "DeepSpeedZeroStrategy", "FSDPStrategy")
 OBJECTIVE_KINDS = ("mlm", "clm", "classify")
 FP16_PRECISIONS = ("16", "16-mixed", "16-true")
-T = TypeVar("T")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -160,26 +157,3 @@ def build(node: Any, **kwargs: Any) -> Any:
         if config_error is None:
             raise
         raise config_error from None
-
-
-def exit_on_config_error(run: Callable[[], T]) -> T:
-    """Call ``run``; a ``ConfigError`` behind what it raises prints ``error: ...`` and exits with 2."""
-    try:
-        return run()
-    except Exception as error:
-        config_error = find_config_error(error)
-        if config_error is None:
-            raise
-        print(f"error: {config_error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def find_config_error(error: BaseException) -> ConfigError | None:
-    """The ``ConfigError`` behind an exception (Hydra's instantiate wraps what a target raises)."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, ConfigError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None

@@ -1,4 +1,4 @@
-"""OmegaConf resolvers used by ``conf/``: registered before Hydra composes a config."""
+"""Where ``conf/`` is, and the OmegaConf resolvers it uses (registered before Hydra composes)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+# The checkout that holds conf/ (lmforge is installed editable from it); absolute, so every entry
+# point (python train.py, lmforge train, python -m lmforge) composes the same files.
+CHECKOUT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = str(CHECKOUT / "conf")
+
 
 def project_root() -> str:
     """The checkout holding ``conf/`` (editable install), else the directory the command runs in."""
-    checkout = Path(__file__).resolve().parents[2]
-    return str(checkout) if (checkout / "conf").is_dir() else os.getcwd()
+    return str(CHECKOUT) if (CHECKOUT / "conf").is_dir() else os.getcwd()
 
 
 def tokenizer_kind(model_target: str) -> str:

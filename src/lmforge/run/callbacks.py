@@ -16,9 +16,9 @@ from lightning.pytorch.callbacks import Callback
 from torch.distributed.tensor import DTensor
 
 from lmforge.errors import ConfigError, TrainingDiverged
-from lmforge.memory import peak_bytes, reset_peak
+from lmforge.run.memory import peak_bytes, reset_peak
 
-log = logging.getLogger("lmforge.callbacks")
+log = logging.getLogger("lmforge.run.callbacks")
 
 
 class ValidateLastStep(Callback):

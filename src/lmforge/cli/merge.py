@@ -1,4 +1,4 @@
-"""``python -m lmforge.peft.merge <ckpt> [--out DIR]``: fold a tuning method into a plain model.
+"""``python -m lmforge.cli.merge <ckpt> [--out DIR]``: fold a tuning method into a plain model.
 
 For methods whose change folds into the base weights (LoRA, IA3; and trivially none, frozen, bitfit)
 the result is a model without any method module, computing what the tuned one computes:
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
 from lmforge.errors import ConfigError
-from lmforge.peft.checkpoint import merged_state_dict
+from lmforge.peft import merged_state_dict
+from lmforge.run.load import load_task
 
 
 def plain_settings(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +57,10 @@ def merge(ckpt_path: str, out: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fold a LoRA or IA3 checkpoint into a plain model.")
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge merge") -> None:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Fold a LoRA or IA3 checkpoint into a plain model."
+    )
     parser.add_argument("ckpt_path", help="a checkpoint written by train.py with peft=lora or peft=ia3")
     parser.add_argument("--out", type=Path, help="folder to write (default: <checkpoint folder>/merged)")
     args = parser.parse_args(argv)

@@ -71,24 +71,3 @@ def checkpoint_tokenizer(checkpoint: dict[str, Any]) -> Tokenizer | None:
         if isinstance(value, dict) and isinstance(value.get("tokenizer"), str):
             return Tokenizer.from_str(value["tokenizer"])
     return None
-
-
-def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, Tokenizer, dict[str, Any]]:
-    """The task module, for inference (eval mode, encoders folded), on ``device``, its tokenizer, and
-    the checkpoint itself."""
-    from lmforge.tasks import TASKS  # the tasks import this module's neighbours: import late
-
-    checkpoint = read_checkpoint(ckpt_path)
-    hparams = dict(checkpoint.get("hyper_parameters", {}))
-    kind = hparams.get("objective", {}).get("kind")
-    tokenizer = checkpoint_tokenizer(checkpoint)
-    if kind not in TASKS or tokenizer is None:
-        raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
-    if kind == "classify":
-        hparams["tokenizer"] = tokenizer  # prompt tuning may start from a text
-    task = TASKS[kind](**hparams)  # the checkpoint is read once, here
-    task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
-    fold = getattr(task.method, "fold", None)
-    if fold is not None:  # prefix and p-tuning: their encoders' outputs become plain tensors for inference
-        fold()
-    return task.to(device).eval(), tokenizer, checkpoint

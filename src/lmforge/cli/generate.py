@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
-from lmforge.checkpoints import load_task
-from lmforge.checks import exit_on_config_error
+from lmforge.cli.errors import exit_on_config_error
 from lmforge.data.tokenizer import end_of_text_id
-from lmforge.decoding import SamplingSettings, fill_mask, generate
 from lmforge.errors import ConfigError
+from lmforge.models.decoding import SamplingSettings, fill_mask, generate
+from lmforge.run.config import CONFIG_DIR
+from lmforge.run.load import load_task
 
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-log = logging.getLogger("lmforge.generate")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("lmforge.cli.generate")
 
 
 def run(cfg: DictConfig) -> list[str]:

@@ -3,8 +3,7 @@
 ``save_method`` writes ``adapter_model.safetensors`` (``trainable_state_dict``: a few MB where the
 base holds GB) and ``adapter_config.json`` (the method, its settings and a free ``base`` field that
 says which base weights it goes with), the two files HF peft users look for. ``load_method`` loads
-them into a model built from the same base with the same method applied. ``merged_state_dict`` turns
-a model with a mergeable method into the state dict of a plain backbone.
+them into a model built from the same base with the same method applied.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from lmforge.errors import ConfigError
-from lmforge.peft.base import FoldableLinear, TuningMethod, method_state, trainable_state_dict
+from lmforge.peft.base import TuningMethod, trainable_state_dict
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -96,20 +95,3 @@ def load_method(directory: str | Path, module: nn.Module) -> dict[str, Any]:
         for name, tensor in expected.items():
             tensor.copy_(loaded[name])
     return config
-
-
-def merged_state_dict(module: nn.Module, method: TuningMethod) -> dict[str, torch.Tensor]:
-    """The state dict of ``module`` with ``method`` folded into the base weights and its own tensors
-    dropped: it loads into a plain backbone (plus whatever heads ``module`` holds). ``module`` itself
-    is left as it was. Methods that cannot be folded (adapters, prompts, prefixes) raise ValueError."""
-    method.check_mergeable()
-    state = module.state_dict()
-    for name, layer in module.named_modules():
-        if isinstance(layer, FoldableLinear):
-            prefix = f"{name}." if name else ""
-            weight, bias = layer.folded()
-            state[f"{prefix}weight"] = weight
-            if bias is not None:
-                state[f"{prefix}bias"] = bias
-    own = method_state(module)
-    return {name: tensor for name, tensor in state.items() if name not in own}

@@ -18,6 +18,8 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from lmforge.run.config import CHECKOUT
+
 log = logging.getLogger(__name__)
 
 # Key names that hold secrets: api_key, hf_token, access_token, client_secret, password ... but not
@@ -101,7 +103,7 @@ def record_run(loggers: list[Any], cfg: DictConfig, backbone: Any, tokenizer_fil
                     "total": backbone.num_parameters(),
                     "trainable": backbone.num_parameters(trainable_only=True),
                 },
-                "git": git_state(Path(__file__).resolve().parents[2]),
+                "git": git_state(CHECKOUT),
             },
             allow_val_change=True,
         )

@@ -20,10 +20,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from lmforge.memory import peak_bytes, reset_peak
-from lmforge.throughput import batch_tokens
+from lmforge.run.memory import peak_bytes, reset_peak
+from lmforge.tasks.throughput import batch_tokens
 
-log = logging.getLogger("lmforge.plan")
+log = logging.getLogger("lmforge.run.plan")
 
 # Bytes per parameter, per gradient and per activation for each Lightning precision setting.
 # Mixed precision keeps fp32 weights (and so fp32 gradients) and computes in 16 bits.

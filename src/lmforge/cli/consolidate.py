@@ -1,0 +1,29 @@
+"""``lmforge consolidate <folder> --out FILE``: one file from an FSDP checkpoint folder."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from lmforge.cli.errors import exit_on_config_error
+from lmforge.io.consolidate import FORMATS, consolidate
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge consolidate") -> None:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Gather the shards of a distributed (strategy=fsdp) checkpoint into one file."
+    )
+    parser.add_argument(
+        "folder", help="a distributed checkpoint folder (…/checkpoints/last.ckpt under strategy=fsdp)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help=f"the file to write: {' or '.join(FORMATS)} (model.safetensors, model.ckpt)",
+    )
+    args = parser.parse_args(argv)
+    print(f"wrote {exit_on_config_error(lambda: consolidate(args.folder, args.out))}")
+
+
+if __name__ == "__main__":
+    main()
