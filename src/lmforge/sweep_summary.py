@@ -9,7 +9,6 @@ sweep that was interrupted, or whose jobs ran elsewhere).
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lmforge.results import read_results
+from lmforge.tables import markdown_table, write_csv
 
 log = logging.getLogger("lmforge.sweep_summary")
 
@@ -66,14 +66,7 @@ def cell(value: Any, column: str) -> str:
         return f"{value:,.0f}"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|")
-
-
-def write_csv(table: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(table)
+    return str(value)
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
@@ -90,9 +83,9 @@ def markdown(table: list[dict[str, Any]]) -> str:
         "error": "error",
     }
     shown = [c for c in headers if c != "error" or any(row.get("error") for row in table)]
-    lines = ["| " + " | ".join(headers[c] for c in shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(cell(row.get(c), c) for c in shown) + " |" for row in table]
-    return "\n".join(lines) + "\n"
+    return markdown_table(
+        [headers[c] for c in shown], [[cell(row.get(c), c) for c in shown] for row in table]
+    )
 
 
 def draw(table: list[dict[str, Any]], path: Path) -> bool:
@@ -143,7 +136,7 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
         log.warning("no job of %s wrote a result.json: no summary", sweep_dir)
         return []
     table = rows(results)
-    write_csv(table, sweep_dir / "summary.csv")
+    write_csv(sweep_dir / "summary.csv", COLUMNS, table)
     text = markdown(table)
     (sweep_dir / "summary.md").write_text(text)
     drew = draw(table, sweep_dir / "summary.png")
