@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 try:
-    from lmforge.sweep import main
+    from lmforge.cli.sweep import main
 except ImportError:  # not installed yet: use the sources next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-    from lmforge.sweep import main
+    from lmforge.cli.sweep import main
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lmforge.cli.plot import main as plot_main
-from lmforge.sweep_summary import main as summary_main
-from lmforge.sweep_summary import varying_overrides
+from lmforge.cli.summary import main as summary_main
+from lmforge.run.summary import varying_overrides
 
 from .conftest import TINY, run_cli
 

@@ -14,27 +14,16 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import torch
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from lmforge.cli.errors import exit_on_config_error
+from lmforge.cli.sweep.cli import load_settings, split_overrides
+from lmforge.cli.sweep.configs import compose_sweep, compose_train
+from lmforge.cli.sweep.pruning import MetricNotLogged, PruningCallback, TrialDiverged
+from lmforge.cli.sweep.settings import build_pruner
+from lmforge.cli.sweep.storage import study_lock
+from lmforge.cli.sweep.trial import run_study
 from lmforge.errors import ConfigError
-from lmforge.sweep import (
-    MetricNotLogged,
-    PruningCallback,
-    TrialDiverged,
-    build_pruner,
-    compose_sweep,
-    compose_train,
-    load_settings,
-    override_value,
-    parse_search_space,
-    run_study,
-    set_output_dir,
-    split_overrides,
-    study_lock,
-)
 
 from .conftest import ROOT, TINY
 
@@ -80,7 +69,7 @@ def stored(tmp_path: Path, name: str = "lr_warmup") -> list[optuna.trial.FrozenT
 
 
 def test_a_study_continues_from_its_storage_to_n_trials_in_total(folders, tmp_path, caplog):
-    caplog.set_level("INFO", logger="lmforge.sweep")
+    caplog.set_level("INFO", logger="lmforge.cli.sweep")
     sweep(folders, "hparams_search=lr_warmup", "n_trials=3", "pruner.type=none")
     first = [(t.number, t.state, t.value, t.params) for t in stored(tmp_path)]
     assert [state for _, state, _, _ in first] == [TrialState.COMPLETE] * 3
@@ -150,7 +139,7 @@ def test_the_pruning_callback_reports_every_validation_and_prunes_a_worse_trial(
 
 
 def test_a_timeout_stops_starting_new_trials(folders, tmp_path, caplog):
-    caplog.set_level("INFO", logger="lmforge.sweep")
+    caplog.set_level("INFO", logger="lmforge.cli.sweep")
 
     def slow(cfg, extra_callbacks=()):
         time.sleep(0.6)
@@ -245,50 +234,12 @@ def test_a_bad_train_override_stops_before_any_trial(folders, tmp_path, capsys):
     assert not (tmp_path / "logs").exists()
 
 
-def base_config(tmp_path):
-    return set_output_dir(compose_train([*TINY, f"paths.log_dir={tmp_path}"]), tmp_path / "run")
-
-
-@pytest.mark.parametrize(
-    ("spec", "words"),
-    [
-        ({"optim.lr": {"type": "uniform", "low": 0.1, "high": 1.0}}, "type='uniform' is not one of"),
-        ({"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-3}}, "low=0.01 must be below high=0.001"),
-        ({"optim.lr": {"type": "float", "low": 0.0, "high": 1e-3, "log": True}}, "log: true needs low > 0"),
-        ({"optim.lr": {"type": "float", "low": 0.0, "hight": 1e-3}}, "hight is not a setting"),
-        ({"optim.lrr": {"type": "float", "low": 0.0, "high": 1.0}}, "optim.lrr is not a key of the train"),
-        ({"model.n_layers": {"type": "float", "low": 1, "high": 4}}, "is an integer (1) in the train config"),
-        ({"model.n_layers": {"type": "int", "low": 1, "high": 4.5}}, "high must be an integer"),
-        ({"model.n_layers": {"type": "categorical", "choices": []}}, "choices must be a non-empty list"),
-        ({"optim": {"type": "float", "low": 0.0, "high": 1.0}}, "optim is a config node, not a number"),
-        ({"model": {"type": "categorical", "choices": ["bert_tiny", "bert_huge"]}}, "bert_huge not in"),
-        ({"optim.lr": 0.001}, "must be a mapping with a type"),
-        (
-            {"model.n_layers": {"type": "int", "low": 1, "high": 8, "log": True, "step": 2}},
-            "cannot be combined",
-        ),
-    ],
-)
-def test_a_bad_search_space_is_refused_before_any_trial(spec, words, tmp_path):
-    with pytest.raises(ConfigError) as caught:
-        parse_search_space(OmegaConf.create(spec), base_config(tmp_path))
-    assert words in str(caught.value)
-    assert caught.value.key == f"params.{next(iter(spec))}"
-
-
 def test_a_bad_search_space_stops_the_sweep_before_the_study_is_created(folders, tmp_path):
     settings, overrides = load_settings(["n_trials=2", *TINY, *folders])
     settings.params["optim.lr"].low = 1.0
     with pytest.raises(ConfigError, match=r"params.optim.lr: low=1.0 must be below high=0.01"):
         run_study(settings, overrides, fake_train)
     assert not study_dir(tmp_path).exists()
-
-
-def test_the_shipped_search_spaces_are_valid(tmp_path):
-    cfg = base_config(tmp_path)
-    for name in ("lr_warmup", "model_shape"):
-        space = parse_search_space(compose_sweep([f"hparams_search={name}"]).params, cfg)
-        assert space and all(param.type in ("float", "int", "categorical") for param in space)
 
 
 @pytest.mark.parametrize(
@@ -323,14 +274,6 @@ def test_the_command_line_splits_into_study_and_train_overrides():
         ["model=bert_mini", "trainer.max_steps=800", "+trainer.limit_val_batches=2", "~logger"],
     )
     assert compose_sweep(["hparams_search=model_shape"]).study_name == "model_shape"
-
-
-@pytest.mark.parametrize(
-    "value", [1e-05, 0.1 + 0.2, 3, True, None, "bert_mini", "3", "null", "a:b/c.txt", "two words", "it's"]
-)
-def test_sampled_values_reach_hydra_unchanged(value):
-    parsed = OverridesParser.create().parse_override(f"key={override_value(value)}")
-    assert parsed.value() == value
 
 
 def test_the_command_line_resumes_a_study_after_a_kill(tmp_path, data_dir):

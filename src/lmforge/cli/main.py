@@ -18,12 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("lmforge.cli.eval", "score a checkpoint on the test or validation split of its data"),
     "generate": ("lmforge.cli.generate", "continue prompts (decoders) or fill [MASK] (encoders)"),
     "prepare": ("lmforge.cli.prepare", "train the tokenizer and tokenise a corpus ahead of training"),
-    "sweep": ("lmforge.sweep", "run or continue an Optuna study over train's config"),
+    "sweep": ("lmforge.cli.sweep", "run or continue an Optuna study over train's config"),
     "merge": ("lmforge.cli.merge", "fold a LoRA or IA3 checkpoint into a plain model"),
     "export": ("lmforge.hf.export", "write a checkpoint as a Hugging Face model folder"),
     "consolidate": ("lmforge.cli.consolidate", "gather an FSDP checkpoint folder into one file"),
     "plot": ("lmforge.cli.plot", "draw training curves of runs from their CSV logs"),
-    "summary": ("lmforge.sweep_summary", "write a multirun's summary table and plot again"),
+    "summary": ("lmforge.cli.summary", "write a multirun's summary table and plot again"),
 }
 HYDRA_COMMANDS = ("train", "eval", "generate", "prepare", "sweep")
 

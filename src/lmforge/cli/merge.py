@@ -1,4 +1,4 @@
-"""``python -m lmforge.cli.merge <ckpt> [--out DIR]``: fold a tuning method into a plain model.
+"""``lmforge merge <ckpt> [--out DIR]``: fold a tuning method into a plain model.
 
 For methods whose change folds into the base weights (LoRA, IA3; and trivially none, frozen, bitfit)
 the result is a model without any method module, computing what the tuned one computes:

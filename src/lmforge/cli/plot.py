@@ -1,4 +1,4 @@
-"""``python -m lmforge.cli.plot <run or sweep folders>``: training curves from the runs' CSV logs.
+"""``lmforge plot <run or sweep folders>``: training curves from the runs' CSV logs.
 
 Each run folder holds ``csv/metrics.csv`` (conf/logger/csv.yaml); a sweep folder holds one run per
 job. Every metric asked for gets a panel, every run a line, against the optimiser step. Needs

@@ -1,4 +1,4 @@
-"""Tokenise a corpus into shards ahead of training: ``python -m lmforge.cli.prepare data=... [model=...]``.
+"""Tokenise a corpus into shards ahead of training: ``lmforge prepare data=... [model=...]``.
 
 The DataModule runs the same step on demand; running it alone lets a cluster job start from ready
 shards, or several runs share them. A second call with the same settings only reports what is cached.

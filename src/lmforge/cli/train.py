@@ -1,4 +1,4 @@
-"""Training entry point: ``python train.py [overrides]`` or ``python -m lmforge.cli.train [overrides]``."""
+"""Training entry point: ``python train.py [overrides]`` or ``lmforge train [overrides]``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What every pretraining DataModule shares: corpus -> tokenizer -> token shards -> train/val split.
 
 ``prepare_data`` trains or loads the tokenizer and tokenises the corpus into ``cache_dir``, each step
-keyed by its inputs and reused when they have not changed (``python -m lmforge.cli.prepare`` runs
+keyed by its inputs and reused when they have not changed (``lmforge prepare`` runs
 it alone). Subclasses turn the shards into batches for their objective.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m lmforge.hf.export <ckpt> --out DIR``: one of our models as a Hugging Face folder.
+"""``lmforge export <ckpt> --out DIR``: one of our models as a Hugging Face folder.
 
 Writes ``config.json`` (HF field names and ``architectures``), ``model.safetensors`` and
 ``tokenizer.json``; ``transformers``' ``from_pretrained(DIR)`` and our ``model.init_from=hf:DIR`` both

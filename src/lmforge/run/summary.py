@@ -2,16 +2,13 @@
 
 ``SweepSummary`` is a Hydra callback (conf/hydra/default.yaml): at the end of ``python train.py -m ...``
 it writes ``summary.csv``, ``summary.md`` and, with matplotlib installed, ``summary.png`` into the
-sweep folder. ``python -m lmforge.sweep_summary <sweep folder>`` writes them again by hand (for a
+sweep folder. ``lmforge summary <sweep folder>`` writes them again by hand (for a
 sweep that was interrupted, or whose jobs ran elsewhere).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +16,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lmforge.run.results import read_results
+from lmforge.run.tables import markdown_table, write_csv
 
-log = logging.getLogger("lmforge.sweep_summary")
+log = logging.getLogger("lmforge.run.summary")
 
 COLUMNS = (
     "job",
@@ -67,14 +65,7 @@ def cell(value: Any, column: str) -> str:
         return f"{value:,.0f}"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|")
-
-
-def write_csv(table: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(table)
+    return str(value)
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
@@ -91,9 +82,9 @@ def markdown(table: list[dict[str, Any]]) -> str:
         "error": "error",
     }
     shown = [c for c in headers if c != "error" or any(row.get("error") for row in table)]
-    lines = ["| " + " | ".join(headers[c] for c in shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(cell(row.get(c), c) for c in shown) + " |" for row in table]
-    return "\n".join(lines) + "\n"
+    return markdown_table(
+        [headers[c] for c in shown], [[cell(row.get(c), c) for c in shown] for row in table]
+    )
 
 
 def draw(table: list[dict[str, Any]], path: Path) -> bool:
@@ -144,7 +135,7 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
         log.warning("no job of %s wrote a result.json: no summary", sweep_dir)
         return []
     table = rows(results)
-    write_csv(table, sweep_dir / "summary.csv")
+    write_csv(sweep_dir / "summary.csv", COLUMNS, table)
     text = markdown(table)
     (sweep_dir / "summary.md").write_text(text)
     drew = draw(table, sweep_dir / "summary.png")
@@ -165,18 +156,3 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         summarize(config.hydra.sweep.dir)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge summary") -> None:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Write summary.csv/.md/.png of a multirun folder."
-    )
-    parser.add_argument("sweep_dir", help="the multirun folder (logs/<task_name>/multiruns/<date>_<time>)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not summarize(args.sweep_dir):
-        raise SystemExit(f"error: no result.json under {args.sweep_dir}: is it a multirun folder?")
-
-
-if __name__ == "__main__":
-    main()
