@@ -101,6 +101,24 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str, str]] = {
         "ckpt_path",
         "holds another model: this run's model has d_model=32 (checkpoint: 64)",
     ),
+    # the tuning method's settings are read with the rest, before the tokenizer and token arrays
+    "lora_rank_zero": (lambda tmp: ["peft=lora", "peft.rank=0"], "peft.rank", "must be a positive integer"),
+    "unknown_peft_key": (lambda tmp: ["peft=lora", "+peft.ranks=4"], "peft.ranks", "is not a setting of"),
+    "unknown_peft_method": (lambda tmp: ["peft.method=lorra"], "peft.method", "is not one of none, frozen"),
+    "max_steps_zero": (lambda tmp: ["trainer.max_steps=0"], "trainer.max_steps", "trains nothing"),
+    "accumulate_zero": (
+        lambda tmp: ["trainer.accumulate_grad_batches=0"],
+        "trainer.accumulate_grad_batches",
+        "must be a whole number of batches, at least 1",
+    ),
+    "precision_typo": (lambda tmp: ["trainer.precision=bf15-mixed"], "trainer.precision", "is not one of"),
+    "unknown_objective_key": (
+        lambda tmp: ["+objective.nsp_weigth=2"],
+        "objective.nsp_weigth",
+        "is not a setting of objective.kind=mlm",
+    ),
+    "decoder_with_mlm": (lambda tmp: ["model=gpt_tiny", "objective=mlm"], "objective", "causal decoder"),
+    "classify_a_corpus": (lambda tmp: ["objective=classify"], "data", "reads a labeled set"),
 }
 GPU_ONLY = {"fp16_mixed_on_cpu", "fp16_true_on_cpu", "gpu_strategy_on_cpu"}
 
@@ -134,6 +152,7 @@ def test_an_unknown_preset_is_named_with_the_presets_of_its_group():
     ("args", "words"),
     [
         pytest.param(["model=bert_huge"], "model=bert_huge is not a preset", id="unknown_preset"),
+        pytest.param(["peft=lora", "peft.rank=0"], "peft.rank=0 must be a positive integer", id="lora_rank"),
         pytest.param(["trainer.precision=16-mixed"], "trainer.precision=16-mixed", id="fp16", marks=NO_GPU),
         pytest.param(
             ["data=text_files", "data.corpus.paths=[{tmp}/latin.txt]"], "latin.txt is not UTF-8", id="latin1"

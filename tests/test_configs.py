@@ -9,6 +9,8 @@ from omegaconf import OmegaConf
 
 from lmforge.models import BertConfig, build_backbone
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
+from lmforge.run.spec import resolve
+from lmforge.tasks import BertPretraining
 
 from .conftest import CONF
 
@@ -183,8 +185,12 @@ def test_a_precision_preset_wins_over_the_trainer_presets(name, trainer, make_cf
 def test_default_composition(make_cfg):
     cfg = make_cfg(tiny=False)
     assert cfg.model.d_model == 128 and cfg.model.n_layers == 2
-    assert cfg.objective.nsp is True and cfg.data.objective.kind == "mlm"
+    assert cfg.objective.nsp is True and cfg.objective.kind == "mlm"
     assert cfg.data.corpus._target_.endswith("StdlibCorpus")
+    spec = resolve(cfg)  # the registry turns the objective into its task and DataModule
+    assert spec.objective.task is BertPretraining and spec.objective_settings.nsp is True
+    assert type(spec.data.build()).__name__ == "MaskedLMDataModule"
+    assert spec.data.settings["tokenizer"]["kind"] == "wordpiece"
 
 
 @pytest.mark.parametrize(
@@ -198,4 +204,4 @@ def test_default_composition(make_cfg):
 )
 def test_a_decoder_preset_picks_causal_lm(overrides, kind, make_cfg):
     cfg = make_cfg(*overrides, tiny=False)
-    assert cfg.objective.kind == kind and cfg.data.objective.kind == kind
+    assert cfg.objective.kind == kind

@@ -9,6 +9,7 @@ import torch
 from lmforge.cli.train import train
 from lmforge.models import GPTConfig, LlamaConfig
 from lmforge.run.load import load_task
+from lmforge.run.spec import resolve
 from lmforge.tasks import SequenceClassification
 
 from .conftest import TOPICS_RUN, run_cli
@@ -76,7 +77,7 @@ def test_decoders_fine_tune_with_a_method(make_cfg, model):
     cfg = make_cfg(
         *CLASSIFY, f"model={model}", "model.d_model=32", "model.n_heads=2", "peft=prefix", tiny=False
     )
-    assert cfg.data.tokenizer.kind == "bpe" and cfg.objective.kind == "classify"
+    assert resolve(cfg).data.settings["tokenizer"]["kind"] == "bpe" and cfg.objective.kind == "classify"
     train(cfg)
     assert json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())["status"] == "finished"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 
@@ -26,8 +25,8 @@ from lmforge.hf.export import main as export_main
 from lmforge.models import BertConfig as OurBertConfig
 from lmforge.models.decoding import generate
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
-from lmforge.run.checks import build
 from lmforge.run.load import load_task
+from lmforge.run.spec import resolve
 from lmforge.tasks import SequenceClassification
 
 from .conftest import TOPICS, TOPICS_RUN
@@ -266,9 +265,10 @@ def test_fine_tune_an_hf_bert_with_lora_merge_export_and_reimport(
     cfg = make_cfg(*CLASSIFY, f"model.init_from=hf:{folder}", "peft=lora", tiny=False)
     with caplog.at_level(logging.INFO, logger="lmforge"):
         train(cfg)
-    assert cfg.model.d_model == 32 and cfg.model.n_layers == 2  # the shape came from config.json
     assert "model shape from" in caplog.text and "d_model 128 -> 32" in caplog.text
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    recorded = torch.load(ckpt, weights_only=True)["config"]["model"]  # the shape came from config.json
+    assert recorded["d_model"] == 32 and recorded["n_layers"] == 2
     merge_main([str(ckpt), "--out", str(tmp_path / "merged")])
     export_main([str(tmp_path / "merged" / "merged.ckpt"), "--out", str(tmp_path / "export")])
 
@@ -293,7 +293,7 @@ def test_fine_tune_an_hf_bert_with_lora_merge_export_and_reimport(
     assert hf_tokenizer(SENTENCES[0])["input_ids"] == tokenizer.encode(SENTENCES[0]).ids
 
     # the exported classifier (as many labels) and its pooler start a new fine-tune where this one ended
-    model = {**OmegaConf.to_container(cfg.model, resolve=True), "init_from": f"hf:{tmp_path / 'export'}"}
+    model = {**recorded, "init_from": f"hf:{tmp_path / 'export'}"}
     labels = ["cooking", "travel"]
     restarted = SequenceClassification(model, {"classifier_dropout": 0.0}, {"lr": 1e-3}, labels)
     with torch.no_grad():
@@ -393,7 +393,7 @@ def test_a_llama_folder_whose_texts_end_with_eos_fine_tunes(make_cfg, tmp_path):
     cfg = make_cfg(*CLASSIFY, "model=llama_tiny", f"model.init_from=hf:{folder}", tiny=False)
     train(cfg)
     assert json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())["status"] == "finished"
-    datamodule = build(cfg.data)
+    datamodule = resolve(cfg).data.build()
     datamodule.use_tokenizer(loaded, str(folder))
     datamodule.setup()
     batch = next(iter(datamodule.train_dataloader()))

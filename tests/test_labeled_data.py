@@ -32,7 +32,8 @@ from lmforge.data.labeled.encoding import fit_pair
 from lmforge.data.labeled.splits import grouped_split, stratified_split
 from lmforge.data.tokenizer import CLS, END_OF_TEXT, PAD, SEP, TokenizerSettings
 from lmforge.errors import ConfigError
-from lmforge.run.checks import build
+from lmforge.io.checkpoints import read_checkpoint
+from lmforge.run.spec import resolve
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LABELED = FIXTURES / "labeled"
@@ -487,7 +488,7 @@ def test_state_dict_and_restore_rebuild_the_labels_and_the_tokenizer(tmp_path):
     torch.save({"ClassificationDataModule": state}, ckpt)
 
     restored = datamodule(reviews(), tmp_path / "b")
-    restored.restore(str(ckpt))
+    restored.restore(read_checkpoint(ckpt, weights=False), str(ckpt))
     restored.setup()
     assert restored.label_names == dm.label_names
     assert restored.tokenizer.to_str() == dm.tokenizer.to_str()
@@ -502,12 +503,12 @@ def test_state_dict_and_restore_rebuild_the_labels_and_the_tokenizer(tmp_path):
 
     torch.save({"ClassificationDataModule": {**state, "label_names": ["1", "3"]}}, ckpt)
     narrow = datamodule(reviews(), tmp_path / "d")
-    narrow.restore(str(ckpt))
+    narrow.restore(read_checkpoint(ckpt, weights=False), str(ckpt))
     with pytest.raises(ConfigError, match=r"has the label '10', which the model of .*last.ckpt was not"):
         narrow.prepare_data()
     torch.save({"state_dict": {}}, ckpt)
     with pytest.raises(ConfigError, match="holds no label names and tokenizer") as error:
-        datamodule(reviews(), tmp_path / "e").restore(str(ckpt))
+        datamodule(reviews(), tmp_path / "e").restore(read_checkpoint(ckpt, weights=False), str(ckpt))
     assert error.value.key == "ckpt_path"
 
 
@@ -606,8 +607,9 @@ def test_every_labeled_preset_composes_and_builds(preset, make_cfg):
         needs_pysword()
     cfg = make_cfg(f"data={preset}", *PRESETS[preset], tiny=False)
     assert cfg.objective.kind == "classify"
-    assert cfg.data.tokenizer.kind == "wordpiece"
-    dm = build(cfg.data)
+    spec = resolve(cfg)
+    assert spec.data.settings["tokenizer"]["kind"] == "wordpiece"
+    dm = spec.data.build()
     assert isinstance(dm, ClassificationDataModule)
     assert dm.cache_dir == Path(cfg.paths.data_dir) / "cache"
 
@@ -620,7 +622,7 @@ def test_the_shared_base_needs_a_source(make_cfg):
 def test_a_labeled_preset_picks_classify_over_a_decoder_preset(make_cfg):
     cfg = make_cfg("data=trec", "model=gpt_tiny", f"data.source.root={FINETUNE}", tiny=False)
     assert cfg.objective.kind == "classify"
-    assert cfg.data.tokenizer.kind == "bpe"
+    assert resolve(cfg).data.settings["tokenizer"]["kind"] == "bpe"
     assert cfg.data.tokenizer.vocab_size == cfg.model.vocab_size
     assert make_cfg("data=trec", "objective=mlm", tiny=False).objective.kind == "mlm"  # the command line wins
 

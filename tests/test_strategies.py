@@ -18,8 +18,9 @@ from safetensors import safe_open
 
 from lmforge.errors import ConfigError
 from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
-from lmforge.run.checks import build, check_config
+from lmforge.run.checks import build
 from lmforge.run.load import load_task
+from lmforge.run.spec import resolve
 from lmforge.tasks import CausalLMPretraining
 
 from .conftest import CONF, SHORT, TINY, compose_config, run_cli, run_if
@@ -110,12 +111,17 @@ def test_the_slurm_launcher_takes_its_nodes_from_the_trainer(tmp_path):
 def test_gpu_only_strategies_are_refused_on_a_cpu_machine(override, tmp_path):
     cfg = compose_config([override], tmp_path)
     with pytest.raises(ConfigError, match=r"runs on CUDA GPUs only .* use strategy=ddp_cpu .* strategy=fsdp"):
-        check_config(cfg)
+        resolve(cfg)
 
 
-@pytest.mark.parametrize("strategy", ["ddp_cpu", "fsdp", "ddp", "auto"])
-def test_cpu_strategies_pass_the_checks(strategy, tmp_path):
-    check_config(compose_config([f"strategy={strategy}", "trainer.accelerator=cpu"], tmp_path))
+@pytest.mark.parametrize(
+    ("strategy", "built"),
+    [("ddp_cpu", "DDPStrategy"), ("fsdp", "FSDP2Strategy"), ("ddp", "DDPStrategy"), ("auto", "auto")],
+)
+def test_cpu_strategies_pass_the_checks_and_reach_the_trainer(strategy, built, tmp_path):
+    spec = resolve(compose_config([f"strategy={strategy}", "trainer.accelerator=cpu"], tmp_path))
+    node = spec.trainer.strategy
+    assert (node if isinstance(node, str) else node._target_.rsplit(".", 1)[-1]) == built
 
 
 @run_if(deepspeed=True)

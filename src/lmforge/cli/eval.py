@@ -21,6 +21,8 @@ from lmforge.errors import ConfigError
 from lmforge.run.checks import build
 from lmforge.run.config import CONFIG_DIR, register_resolvers
 from lmforge.run.load import load_task
+from lmforge.run.registry import objective
+from lmforge.run.spec import data_spec
 
 log = logging.getLogger("lmforge.cli.eval")
 register_resolvers()
@@ -40,8 +42,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split == "test" and type(task).test_step is pl.LightningModule.test_step:
         raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
     data_cfg = OmegaConf.merge(OmegaConf.create(saved["data"]), cfg.get("data") or {})
-    datamodule = build(data_cfg)
-    datamodule.restore(cfg.ckpt_path)
+    entry = objective(task.objective.kind, key="ckpt_path")
+    datamodule = data_spec(data_cfg, task.config, entry, task.objective).build()
+    datamodule.restore(checkpoint, cfg.ckpt_path)
     datamodule.prepare_data()
     trainer = build(cfg.trainer)
     if cfg.split == "test":

@@ -13,16 +13,26 @@ import hydra
 from omegaconf import DictConfig
 
 from lmforge.cli.errors import exit_on_config_error
-from lmforge.run.checks import build
+from lmforge.errors import ConfigError
+from lmforge.run.build import prepare_data
 from lmforge.run.config import CONFIG_DIR, register_resolvers
+from lmforge.run.registry import CORPUS
+from lmforge.run.spec import resolve
 
 register_resolvers()
 
 
 def prepare(cfg: DictConfig) -> Path:
-    """Build ``cfg.data`` and prepare it; returns the folder of the token shards."""
-    datamodule = build(cfg.data)
-    datamodule.prepare_data()
+    """Check the composed config as ``train`` would, then make (or find) the tokenizer and the token
+    shards of its corpus; returns their folder."""
+    spec = resolve(cfg)
+    if spec.objective.reads != CORPUS:
+        raise ConfigError(
+            "data",
+            "lmforge prepare tokenises a pretraining corpus (data=stdlib, text_files, debian_docs); a "
+            "labeled set is split and tokenised by its first run",
+        )
+    datamodule = prepare_data(spec)
     meta = json.loads((datamodule.tokens_dir / "meta.json").read_text())
     print(
         f"{datamodule.corpus.name}: {meta['documents']:,} documents, {meta['sentences']:,} sentences, "

@@ -27,7 +27,6 @@ from lmforge.data.tokenizer import (
     save_tokenizer,
 )
 from lmforge.errors import ConfigError
-from lmforge.io.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +175,10 @@ class CorpusDataModule(TextDataModule):
     # ----------------------------------------------------------------------------------------------
     # Checkpoints carry the tokenizer, so a checkpoint is usable on its own.
 
-    def restore(self, ckpt_path: str) -> None:
-        """Resume with the tokenizer a checkpoint was trained with (training one is not repeatable
-        bit for bit: the ``tokenizers`` trainer breaks ties in hash order)."""
-        checkpoint = read_checkpoint(ckpt_path, weights=False)  # a file or a distributed folder
+    def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
+        """Resume with the tokenizer a checkpoint (read from ``ckpt_path``, weights left out) was
+        trained with (training one is not repeatable bit for bit: the ``tokenizers`` trainer breaks
+        ties in hash order)."""
         saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
         if saved is None:
             raise ConfigError(

@@ -27,6 +27,19 @@ def is_decoder(config: TransformerConfig) -> bool:
     return isinstance(config, DecoderConfig)
 
 
+def tokenizer_kind(config: TransformerConfig) -> str:
+    """The tokenizer a backbone family reads: byte-level BPE for decoders, WordPiece for BERT."""
+    return "bpe" if is_decoder(config) else "wordpiece"
+
+
+def config_node(config: TransformerConfig) -> dict:
+    """A model config as plain data with its ``_target_`` (what checkpoints keep and Hydra builds)."""
+    cls = type(config)
+    exported = globals().get(cls.__name__) is cls
+    target = f"{__name__}.{cls.__name__}" if exported else f"{cls.__module__}.{cls.__qualname__}"
+    return {"_target_": target, **config.to_dict()}
+
+
 __all__ = [
     "BACKBONES",
     "BertConfig",
@@ -38,5 +51,7 @@ __all__ = [
     "LlamaConfig",
     "TransformerConfig",
     "build_backbone",
+    "config_node",
     "is_decoder",
+    "tokenizer_kind",
 ]

@@ -197,8 +197,14 @@ class TuningMethod:
     # Why merge() is refused, for methods that are not mergeable.
     not_mergeable_because: ClassVar[str] = ""
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = self.settings_type.from_dict(self.name, settings)
+    def __init__(self, settings: Mapping[str, Any] | MethodSettings) -> None:
+        if isinstance(settings, MethodSettings):
+            if not isinstance(settings, self.settings_type):
+                wanted, given = self.settings_type.__name__, type(settings).__name__
+                raise TypeError(f"{self.name} takes {wanted}, not {given}")
+            self.settings = settings
+        else:
+            self.settings = self.settings_type.from_dict(self.name, settings)
         self.backbone: nn.Module | None = None
 
     @property

@@ -18,12 +18,5 @@ def project_root() -> str:
     return str(CHECKOUT) if (CHECKOUT / "conf").is_dir() else os.getcwd()
 
 
-def tokenizer_kind(model_target: str) -> str:
-    """The tokenizer a backbone family reads: byte-level BPE for decoders, WordPiece for BERT."""
-    decoders = ("GPTConfig", "LlamaConfig", "DecoderConfig")
-    return "bpe" if model_target.rsplit(".", 1)[-1] in decoders else "wordpiece"
-
-
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("lmforge.root", project_root, replace=True)
-    OmegaConf.register_new_resolver("lmforge.tokenizer_kind", tokenizer_kind, replace=True)

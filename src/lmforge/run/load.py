@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 
 from lmforge.errors import ConfigError
 from lmforge.io.checkpoints import checkpoint_tokenizer, read_checkpoint
-from lmforge.tasks import TASKS
+from lmforge.run.registry import OBJECTIVES
 
 
 def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, Tokenizer, dict[str, Any]]:
@@ -19,11 +19,9 @@ def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, 
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     kind = hparams.get("objective", {}).get("kind")
     tokenizer = checkpoint_tokenizer(checkpoint)
-    if kind not in TASKS or tokenizer is None:
+    if kind not in OBJECTIVES or tokenizer is None:
         raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
-    if kind == "classify":
-        hparams["tokenizer"] = tokenizer  # prompt tuning may start from a text
-    task = TASKS[kind](**hparams)  # the checkpoint is read once, here
+    task = OBJECTIVES[kind].task.rebuild(hparams, tokenizer)  # the checkpoint is read once, here
     task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
     fold = getattr(task.method, "fold", None)
     if fold is not None:  # prefix and p-tuning: their encoders' outputs become plain tensors for inference

@@ -9,6 +9,7 @@ memory to hold the estimate against.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -20,7 +21,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from lmforge.run.memory import peak_bytes, reset_peak
+from lmforge.run.build import build_task, build_trainer, keep_tokenizer, prepare_data
+from lmforge.run.memory import current_resident_bytes, peak_bytes, reset_peak
+from lmforge.run.spec import RunSpec
 from lmforge.tasks.throughput import batch_tokens
 
 log = logging.getLogger("lmforge.run.plan")
@@ -239,33 +242,29 @@ def max_time_seconds(value: Any) -> float | None:
     )
 
 
-def logit_share(objective: dict[str, Any]) -> float:
-    """The share of positions scored over the whole vocabulary by the objective's loss."""
-    kind = objective.get("kind")
-    if kind == "clm":
-        return 1.0
-    if kind == "mlm":
-        return float(objective.get("mlm_probability", 0.15))
-    return 0.0
+def plan_run(spec: RunSpec) -> None:
+    """``plan=true``: build the data and the task as the run would, print what the run will cost and
+    write it to ``<run>/plan.json``; nothing is trained."""
+    datamodule = prepare_data(spec)
+    keep_tokenizer(spec, datamodule)
+    runtime = current_resident_bytes()  # the process before the model: what a plan counts as runtime
+    task = build_task(spec, datamodule)
+    plan = run_plan(spec, task, datamodule, runtime)
+    (spec.output_dir / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
 
 
 def run_plan(
-    cfg: DictConfig,
-    task: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
-    build_trainer: Any,
-    runtime: int,
+    spec: RunSpec, task: pl.LightningModule, datamodule: pl.LightningDataModule, runtime: int
 ) -> dict[str, Any]:
-    """Print the plan of the run ``cfg`` describes and return its figures (also for ``plan.json``).
+    """Print the plan of the run ``spec`` describes and return its figures (also for ``plan.json``).
 
-    ``build_trainer(**overrides)`` builds the run's trainer with settings replaced for the timed steps;
     ``runtime`` is what the process held before the model was built (counted on CPU only).
     """
-    trainer_cfg = cfg.trainer
+    trainer_cfg = spec.trainer
     backbone = task.backbone
     total = sum(p.numel() for p in task.parameters())
     trainable = sum(p.numel() for p in task.parameters() if p.requires_grad)
-    seq_len, batch_size = int(cfg.data.max_seq_len), int(cfg.data.batch_size)
+    seq_len, batch_size = spec.data.max_seq_len, spec.data.batch_size
     devices = trainer_cfg.get("devices", 1)
     world = (devices if isinstance(devices, int) and devices > 0 else 1) * int(
         trainer_cfg.get("num_nodes") or 1
@@ -285,16 +284,17 @@ def run_plan(
         world,
         batch_size,
         seq_len,
-        logit_share(task.hparams.get("objective", {})),
+        spec.objective_settings.scored_share(),
         0 if on_gpu else runtime,
     )
 
-    timed, warmup = int(cfg.get("plan_timed_steps", 5)), 2
+    timed, warmup = spec.plan_timed_steps, 2
     timing: dict[str, Any] = {}
     if timed > 0:
         timer = StepTimer(warmup)
         val_batches = 2
         trainer = build_trainer(
+            spec,
             callbacks=[timer],
             logger=False,
             enable_checkpointing=False,

@@ -1,10 +1,11 @@
-"""LightningModules: a backbone, the heads of an objective, their losses, metrics and optimiser."""
+"""LightningModules: a backbone, the heads of an objective, their losses, metrics and optimiser.
+
+Which task an ``objective.kind`` trains is the objective registry's to say (``lmforge.run.registry``).
+"""
 
 from lmforge.tasks.base import LanguageTask
 from lmforge.tasks.causal_lm import CausalLMPretraining
 from lmforge.tasks.classification import SequenceClassification
 from lmforge.tasks.masked_lm import BertPretraining
 
-TASKS = {"mlm": BertPretraining, "clm": CausalLMPretraining, "classify": SequenceClassification}
-
-__all__ = ["TASKS", "BertPretraining", "CausalLMPretraining", "LanguageTask", "SequenceClassification"]
+__all__ = ["BertPretraining", "CausalLMPretraining", "LanguageTask", "SequenceClassification"]

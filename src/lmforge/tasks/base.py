@@ -8,34 +8,90 @@ hold only the trainable weights; the frozen rest is rebuilt from ``init_from`` w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
 from lmforge.errors import ConfigError
 from lmforge.io.init_from import load_pretrained
+from lmforge.models import TransformerConfig, config_node
+from lmforge.objectives.settings import ObjectiveSettings
 from lmforge.optim import OptimizerSettings, configure_optimizers
-from lmforge.peft import apply_peft, parameter_counts
+from lmforge.peft import PeftSettings, apply_peft, parameter_counts, peft_settings
 from lmforge.tasks.sharding import is_on_meta, shard_task
 
 log = logging.getLogger("lmforge.tasks")
 
-FULL = {"method": "none", "lr": None}
+# What a task takes for each setting: checked settings (from a run's spec) or their plain form (a
+# checkpoint's hyper_parameters, a test's dict).
+ModelArg = TransformerConfig | Mapping[str, Any]
+ObjectiveArg = ObjectiveSettings | Mapping[str, Any]
+OptimArg = OptimizerSettings | Mapping[str, Any]
+PeftArg = PeftSettings | Mapping[str, Any] | None
 
 # Where tasks build their metrics, even inside a meta-device build (strategy meta_init): torchmetrics
 # cannot refill its states after ``to_empty``. Lightning moves them to the accelerator with the task.
 METRICS_DEVICE = torch.device("cpu")
 
 
-class LanguageTask(pl.LightningModule):
-    """Base of our LightningModules: subclasses set ``config``, ``backbone`` and their heads first."""
+def model_config(model: ModelArg) -> TransformerConfig:
+    """A model config from checked settings or a ``_target_`` node (the conf group, a checkpoint's)."""
+    return model if isinstance(model, TransformerConfig) else instantiate(dict(model))
 
-    config: Any
+
+def optimizer_settings(optim: OptimArg) -> OptimizerSettings:
+    return optim if isinstance(optim, OptimizerSettings) else OptimizerSettings(**optim)
+
+
+class LanguageTask(pl.LightningModule):
+    """Base of our LightningModules: subclasses call ``take_settings``, build ``backbone`` and their
+    heads, then ``prepare_backbone``.
+
+    ``objective_type`` is the task's settings class; the objective registry (``lmforge.run.registry``)
+    maps an ``objective.kind`` to the task. Checkpoints keep the settings as plain data
+    (``hyper_parameters``), so ``Task(**hyper_parameters)`` rebuilds the module.
+    """
+
+    objective_type: ClassVar[type[ObjectiveSettings]]
+    config: TransformerConfig
+    objective: ObjectiveSettings
     backbone: nn.Module
+
+    def take_settings(
+        self, model: ModelArg, objective: ObjectiveArg, optim: OptimArg, peft: PeftArg, **data: Any
+    ) -> tuple[OptimizerSettings, PeftSettings]:
+        """Check the settings, keep them as ``hparams`` (plain data, for checkpoints) and set
+        ``config`` and ``objective``; ``data`` are settings the data decided (label names)."""
+        self.config = model_config(model)
+        self.objective = self.objective_type.from_dict(objective)
+        optim, peft = optimizer_settings(optim), peft_settings(peft)
+        self.save_hyperparameters(
+            {
+                "model": config_node(self.config),
+                "objective": self.objective.to_dict(),
+                "optim": dataclasses.asdict(optim),
+                "peft": peft.to_dict(),
+                **data,
+            }
+        )
+        return optim, peft
+
+    @classmethod
+    def rebuild(cls, hparams: dict[str, Any], tokenizer: Any) -> LanguageTask:
+        """The task a checkpoint's ``hyper_parameters`` describe (its weights are loaded after)."""
+        return cls(**hparams)
+
+    @classmethod
+    def data_arguments(cls, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+        """What the task takes from the prepared data besides the settings (a classifier: its labels)."""
+        return {}
 
     def head_modules(self) -> list[nn.Module]:
         """The task's heads: trained by every tuning method."""
@@ -49,10 +105,7 @@ class LanguageTask(pl.LightningModule):
         """Modules loaded from ``model.init_from`` only when it holds them in the same shapes."""
         return {}
 
-    def prepare_backbone(
-        self, optim: dict[str, Any], peft: dict[str, Any] | None, tokenizer: Any = None
-    ) -> None:
-        peft = dict(peft or FULL)
+    def prepare_backbone(self, optim: OptimizerSettings, peft: PeftSettings, tokenizer: Any = None) -> None:
         # On the meta device (meta_init, ranks but 0) there is nothing to load into: rank 0 sends it all.
         if self.config.init_from and not is_on_meta(self.backbone):
             load_pretrained(
@@ -69,8 +122,8 @@ class LanguageTask(pl.LightningModule):
                 f"peft.method={self.method.name} leaves nothing to train in {type(self).__name__} (its "
                 "head is the frozen token embedding): choose another method, e.g. peft=lora",
             )
-        lr = self.method.lr if self.method.lr is not None else optim["lr"]
-        self.optim = OptimizerSettings(**{**optim, "lr": lr})
+        lr = self.method.lr if self.method.lr is not None else optim.lr
+        self.optim = dataclasses.replace(optim, lr=lr)
         # Checkpoints then hold the trainable weights alone; loading one needs the rest from init_from.
         self.strict_loading = not self.saves_trainable_only
 

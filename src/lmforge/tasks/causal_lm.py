@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
 from lmforge.objectives import linear_cross_entropy
-from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
+from lmforge.objectives.settings import CausalLMSettings
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask, ModelArg, ObjectiveArg, OptimArg, PeftArg
 from lmforge.tasks.throughput import BatchFlops
 
 
@@ -21,16 +19,13 @@ class CausalLMPretraining(LanguageTask):
     stored in checkpoints, so a resumed run keeps counting).
     """
 
+    objective_type = CausalLMSettings
+
     def __init__(
-        self,
-        model: dict[str, Any],
-        objective: dict[str, Any],
-        optim: dict[str, Any],
-        peft: dict[str, Any] | None = None,
+        self, model: ModelArg, objective: ObjectiveArg, optim: OptimArg, peft: PeftArg = None
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.config = instantiate(model)
+        optim, peft = self.take_settings(model, objective, optim, peft)
         self.backbone = build_backbone(self.config)
         self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)

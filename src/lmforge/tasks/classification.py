@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lmforge.models import build_backbone, is_decoder
-from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
+from lmforge.objectives.settings import ClassificationSettings
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask, ModelArg, ObjectiveArg, OptimArg, PeftArg
 from lmforge.tasks.throughput import BatchFlops
 
 
@@ -39,24 +40,26 @@ class SequenceClassification(LanguageTask):
     checkpoint predicts label strings on its own.
     """
 
+    objective_type = ClassificationSettings
+    objective: ClassificationSettings
+
     def __init__(
         self,
-        model: dict[str, Any],
-        objective: dict[str, Any],
-        optim: dict[str, Any],
+        model: ModelArg,
+        objective: ObjectiveArg,
+        optim: OptimArg,
         label_names: list[str],
-        peft: dict[str, Any] | None = None,
+        peft: PeftArg = None,
         tokenizer: Any = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["tokenizer"])
-        self.config = instantiate(model)
+        optim, peft = self.take_settings(model, objective, optim, peft, label_names=list(label_names))
         self.backbone = build_backbone(self.config)
         self.decoder = is_decoder(self.config)
         self.label_names = list(label_names)
         width = self.config.d_model
         self.pooler = None if self.decoder else nn.Linear(width, width)
-        self.dropout = nn.Dropout(float(objective.get("classifier_dropout", 0.1)))
+        self.dropout = nn.Dropout(float(self.objective.classifier_dropout))
         self.classifier = nn.Linear(width, len(self.label_names))
         for layer in (self.pooler, self.classifier):
             if layer is not None:
@@ -69,6 +72,15 @@ class SequenceClassification(LanguageTask):
             self.test_loss = MeanMetric()
             self.val_metrics = classification_metrics(len(self.label_names), "val/")
             self.test_metrics = classification_metrics(len(self.label_names), "test/")
+
+    @classmethod
+    def rebuild(cls, hparams: dict[str, Any], tokenizer: Any) -> SequenceClassification:
+        return cls(**hparams, tokenizer=tokenizer)  # prompt tuning may start from a text
+
+    @classmethod
+    def data_arguments(cls, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+        """The label names, in class order, and the tokenizer (prompt tuning may start from a text)."""
+        return {"label_names": datamodule.label_names, "tokenizer": datamodule.tokenizer}
 
     def head_modules(self) -> list[nn.Module]:
         return [m for m in (self.pooler, self.classifier) if m is not None]

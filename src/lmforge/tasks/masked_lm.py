@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from lmforge.models import build_backbone
 from lmforge.objectives import IGNORE_INDEX, MaskedLMHead, NextSentenceHead, linear_cross_entropy
-from lmforge.tasks.base import METRICS_DEVICE, LanguageTask
+from lmforge.objectives.settings import MaskedLMSettings
+from lmforge.tasks.base import METRICS_DEVICE, LanguageTask, ModelArg, ObjectiveArg, OptimArg, PeftArg
 from lmforge.tasks.throughput import BatchFlops
 
 METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
@@ -20,28 +18,26 @@ METRICS = ("mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc")
 class BertPretraining(LanguageTask):
     """Backbone + MLM head (+ NSP head), trained on batches from ``MaskedLMDataModule``.
 
-    ``model`` is the ``model`` config (a ``_target_`` naming the backbone's config class), ``objective``
-    and ``optim`` are their config groups as plain dicts, so a checkpoint rebuilds the module alone.
+    ``model``, ``objective``, ``optim`` and ``peft`` are checked settings or their plain form (the
+    model's with a ``_target_`` naming its config class), so a checkpoint rebuilds the module alone.
     The MLM head runs only on the masked positions: the vocabulary projection, the costliest matrix
     product of a small model, shrinks to about 15 % of the tokens.
     """
 
+    objective_type = MaskedLMSettings
+    objective: MaskedLMSettings
+
     def __init__(
-        self,
-        model: dict[str, Any],
-        objective: dict[str, Any],
-        optim: dict[str, Any],
-        peft: dict[str, Any] | None = None,
+        self, model: ModelArg, objective: ObjectiveArg, optim: OptimArg, peft: PeftArg = None
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.config = instantiate(model)
+        optim, peft = self.take_settings(model, objective, optim, peft)
         self.backbone = build_backbone(self.config)
         self.mlm_head = MaskedLMHead(
             self.config.d_model, self.config.vocab_size, self.config.norm_eps, self.config.init_std
         )
-        self.nsp = bool(objective.get("nsp", False))
-        self.nsp_weight = float(objective.get("nsp_weight", 1.0))
+        self.nsp = self.objective.nsp
+        self.nsp_weight = float(self.objective.nsp_weight)
         self.nsp_head = NextSentenceHead(self.config.d_model, self.config.init_std) if self.nsp else None
         self.prepare_backbone(optim, peft)
         self.batch_flops = BatchFlops(self.backbone)

@@ -1,7 +1,7 @@
 """The two configs a sweep composes, ``conf/sweep.yaml`` and ``conf/train.yaml``, and where it meets train.py.
 
-This is the package's one import point of ``lmforge.train`` and ``lmforge.checks``: the other modules
-take ``train`` and ``exit_on_config_error`` from here.
+This is the package's one import point of ``lmforge.run`` (``resolve``, ``train``) and of the exit
+policy: the other modules take ``train`` and ``exit_on_config_error`` from here.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 from lmforge.cli.errors import exit_on_config_error
-from lmforge.cli.train import check_run, train
 from lmforge.errors import ConfigError
-from lmforge.run.config import CONFIG_DIR
+from lmforge.run.config import CONFIG_DIR, register_resolvers
+from lmforge.run.spec import resolve
+from lmforge.run.train import train
+
+register_resolvers()  # conf/ reads ${lmforge.root:}
 
 __all__ = [
     "check_train_config",
@@ -112,7 +115,7 @@ def set_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
 def check_train_config(cfg: DictConfig) -> None:
     """What ``train()`` checks before reading data, run once before any trial so that a bad train
     override stops the sweep with one line instead of failing every trial."""
-    check_run(cfg)
+    resolve(cfg)
     if cfg.get("plan"):
         raise ConfigError("plan", "plan=true prints a run's costs and trains nothing: run it with train.py")
     devices = cfg.trainer.get("devices", 1)

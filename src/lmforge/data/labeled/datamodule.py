@@ -32,7 +32,6 @@ from lmforge.data.tokenizer import (
     save_tokenizer,
 )
 from lmforge.errors import ConfigError
-from lmforge.io.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +225,9 @@ class ClassificationDataModule(TextDataModule):
         super().use_tokenizer(tokenizer, source, key)
         self.datasets = {}  # encoded with another tokenizer, if any
 
-    def restore(self, ckpt_path: str) -> None:
-        """Take the label names and the tokenizer stored in a checkpoint of this DataModule."""
-        checkpoint = read_checkpoint(ckpt_path, weights=False)  # a file or a distributed folder
+    def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
+        """Take the label names and the tokenizer stored in a checkpoint of this DataModule (read from
+        ``ckpt_path``, weights left out)."""
         state = checkpoint.get(type(self).__qualname__) or {}
         if "label_names" not in state or "tokenizer" not in state:
             raise ConfigError(

@@ -1,0 +1,148 @@
+"""The ``objective`` config group as typed settings, one class per kind of objective, checked when built.
+
+A task names its settings class (``objective_type``); the run's objective registry
+(``lmforge.run.registry``) maps ``objective.kind`` to the task, so a kind is keyed in one place.
+Errors name the key as ``objective.<key>``, where users set it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from lmforge.errors import ConfigError
+
+S = TypeVar("S", bound="ObjectiveSettings")
+TOKENIZER_KINDS = ("wordpiece", "bpe")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_fraction(key: str, value: Any, low_open: bool = False) -> None:
+    """``value`` in [0, 1] (or (0, 1] with ``low_open``), else a ``ConfigError`` naming the key."""
+    low_ok = _is_number(value) and (value > 0 if low_open else value >= 0)
+    if not (low_ok and value <= 1):
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ConfigError(f"objective.{key}", f"objective.{key}={value!r} must be in {interval}")
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """What every objective has: its ``kind``; subclasses add their settings and check them.
+
+    ``tokenizer`` is read from checkpoints written while the objective named the tokenizer kind;
+    the kind now follows the model family (WordPiece for BERT, byte-level BPE for decoders).
+    """
+
+    KIND: ClassVar[str] = ""
+    kind: str = ""
+    tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.KIND)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.kind != self.KIND:
+            raise ConfigError("objective.kind", f"objective.kind={self.kind!r} is not {self.KIND!r}")
+        if self.tokenizer is not None and self.tokenizer not in TOKENIZER_KINDS:
+            raise ConfigError(
+                "objective.tokenizer",
+                f"objective.tokenizer={self.tokenizer!r} is not one of {', '.join(TOKENIZER_KINDS)}",
+            )
+
+    @classmethod
+    def from_dict(cls: type[S], values: Mapping[str, Any] | ObjectiveSettings | None) -> S:
+        """Settings from the composed ``objective`` group (or a checkpoint's copy of it); a key the
+        objective does not have is refused, naming the ones it has."""
+        if isinstance(values, cls):
+            return values
+        values = dict(values or {})
+        known = [field.name for field in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"objective.{key}",
+                    f"objective.{key} is not a setting of objective.kind={cls.KIND}; its settings: "
+                    + ", ".join(known),
+                )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def scored_share(self) -> float:
+        """The share of positions the loss scores over the whole vocabulary (for memory estimates)."""
+        return 0.0
+
+
+@dataclass(frozen=True)
+class MaskedLMSettings(ObjectiveSettings):
+    """Masked-language modelling (BERT's 15 %, 80/10/10), with next-sentence prediction as an option."""
+
+    KIND: ClassVar[str] = "mlm"
+    nsp: bool = False
+    nsp_weight: float = 1.0
+    mlm_probability: float = 0.15
+    mask_token_ratio: float = 0.8
+    random_token_ratio: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.nsp, bool):
+            raise ConfigError("objective.nsp", f"objective.nsp={self.nsp!r} must be true or false")
+        if not (_is_number(self.nsp_weight) and self.nsp_weight >= 0):
+            raise ConfigError(
+                "objective.nsp_weight", f"objective.nsp_weight={self.nsp_weight!r} must be >= 0"
+            )
+        check_fraction("mlm_probability", self.mlm_probability, low_open=True)
+        check_fraction("mask_token_ratio", self.mask_token_ratio)
+        check_fraction("random_token_ratio", self.random_token_ratio)
+        if self.mask_token_ratio + self.random_token_ratio > 1:
+            raise ConfigError(
+                "objective.random_token_ratio",
+                f"objective.random_token_ratio={self.random_token_ratio} plus objective.mask_token_ratio="
+                f"{self.mask_token_ratio} must not exceed 1",
+            )
+
+    def scored_share(self) -> float:
+        return float(self.mlm_probability)
+
+    def masking(self) -> dict[str, float]:
+        """What the masked-LM collator takes."""
+        return {
+            "mlm_probability": self.mlm_probability,
+            "mask_token_ratio": self.mask_token_ratio,
+            "random_token_ratio": self.random_token_ratio,
+        }
+
+
+@dataclass(frozen=True)
+class CausalLMSettings(ObjectiveSettings):
+    """Next-token prediction over packed blocks of text."""
+
+    KIND: ClassVar[str] = "clm"
+
+    def scored_share(self) -> float:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class ClassificationSettings(ObjectiveSettings):
+    """One label per text (or text pair), from a head on the backbone."""
+
+    KIND: ClassVar[str] = "classify"
+    classifier_dropout: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        if not (_is_number(self.classifier_dropout) and 0 <= self.classifier_dropout < 1):
+            raise ConfigError(
+                "objective.classifier_dropout",
+                f"objective.classifier_dropout={self.classifier_dropout!r} must be in [0, 1)",
+            )

@@ -1,0 +1,94 @@
+"""The objective registry: what each ``objective.kind`` trains, on which models, from which data.
+
+Every other place reads this table: the run spec checks a run against it, the builders take the task
+and DataModule from it, checkpoints are rebuilt through it, and ``conf/objective/*.yaml`` presets
+name one of its kinds. A new objective is one task (``lmforge/tasks/``), its settings class (the
+task's ``objective_type``), one entry here and one preset in ``conf/objective/``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lmforge.data import CausalLMDataModule, CorpusDataModule, MaskedLMDataModule
+from lmforge.data.labeled import ClassificationDataModule
+from lmforge.errors import ConfigError
+from lmforge.objectives.settings import MaskedLMSettings, ObjectiveSettings
+from lmforge.tasks import BertPretraining, CausalLMPretraining, LanguageTask, SequenceClassification
+
+# What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...) or a labeled set
+# (data=trec, csv, ...); the key that holds it tells them apart.
+CORPUS, LABELED = "corpus", "source"
+MODEL_FAMILIES = ("encoder", "decoder", "any")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One kind of objective: its task, the models it trains, the data it reads and how."""
+
+    kind: str
+    task: type[LanguageTask]
+    models: str  # encoder | decoder | any
+    reads: str  # CORPUS or LABELED: the key of the data preset that holds the text
+    datamodule: Callable[[dict[str, Any], ObjectiveSettings], pl.LightningDataModule]
+    about: str  # what it trains, for errors ("cannot train <about>")
+
+    @property
+    def settings_type(self) -> type[ObjectiveSettings]:
+        return self.task.objective_type
+
+    def settings(self, values: Mapping[str, Any]) -> ObjectiveSettings:
+        return self.settings_type.from_dict(values)
+
+
+# What every pretraining DataModule takes; a data preset's other keys (val_draws, ...) are masked-LM only.
+SHARED_CORPUS_SETTINGS = frozenset(inspect.signature(CorpusDataModule.__init__).parameters) - {"self"}
+
+
+def masked_lm_data(data: dict[str, Any], objective: ObjectiveSettings) -> MaskedLMDataModule:
+    assert isinstance(objective, MaskedLMSettings)
+    return MaskedLMDataModule(nsp=objective.nsp, **objective.masking(), **data)
+
+
+def causal_lm_data(data: dict[str, Any], objective: ObjectiveSettings) -> CausalLMDataModule:
+    return CausalLMDataModule(**{key: value for key, value in data.items() if key in SHARED_CORPUS_SETTINGS})
+
+
+def classification_data(data: dict[str, Any], objective: ObjectiveSettings) -> ClassificationDataModule:
+    return ClassificationDataModule(**data)
+
+
+OBJECTIVES: dict[str, Objective] = {
+    entry.kind: entry
+    for entry in (
+        Objective(
+            "mlm",
+            BertPretraining,
+            "encoder",
+            CORPUS,
+            masked_lm_data,
+            "a masked-LM objective",
+        ),
+        Objective("clm", CausalLMPretraining, "decoder", CORPUS, causal_lm_data, "causal LM"),
+        Objective(
+            "classify",
+            SequenceClassification,
+            "any",
+            LABELED,
+            classification_data,
+            "a classifier (one label per text or text pair; the labeled data presets choose it)",
+        ),
+    )
+}
+
+
+def objective(kind: Any, key: str = "objective.kind") -> Objective:
+    """The registry entry of ``kind``, or a ``ConfigError`` listing the kinds there are."""
+    if kind not in OBJECTIVES:
+        raise ConfigError(key, f"{key}={kind!r} is not one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[kind]
