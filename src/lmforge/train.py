@@ -35,7 +35,7 @@ from lmforge.checks import (
 )
 from lmforge.distributed import builds_on_meta
 from lmforge.errors import ConfigError, TrainingDiverged
-from lmforge.hf import derive_model_config, is_hf
+from lmforge.hf import check_folder, derive_model_config, is_hf
 from lmforge.memory import current_resident_bytes
 from lmforge.optim import OptimizerSettings
 from lmforge.peft import save_method
@@ -125,6 +125,7 @@ def check_run(cfg: DictConfig) -> tuple[Any, dict[str, Any], dict[str, Any], pl.
     config, the objective and optimiser settings, the DataModule (returned for ``train`` to use)."""
     if is_hf(cfg.model.get("init_from")):  # a Hugging Face folder: the shape comes from its config.json
         cfg.model = derive_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+        check_folder(cfg.model.init_from)  # weights whole and of its shapes, a tokenizer: before any data
     check_config(cfg)
     model_config = build(cfg.model)
     objective = OmegaConf.to_container(cfg.objective, resolve=True)
