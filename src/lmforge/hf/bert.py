@@ -30,11 +30,13 @@ ACTIVATIONS = {
 }
 
 
-def unsupported(family: str, what: str) -> ConfigError:
-    """``what`` starts with the config.json key at fault (``hidden_act=gelu_fast``); the reader of
-    the folder puts the folder in front (``lmforge.hf.folder_settings``)."""
+def unsupported(family: str, what: str, ours: str = "") -> ConfigError:
+    """``what`` starts with the config.json key at fault (``hidden_act=gelu_fast``), ``ours`` says what
+    we have instead; the reader of the folder puts the folder in front (``lmforge.hf.read_folder``)."""
+    instead = f" (ours: {ours})" if ours else ""
     return ConfigError(
-        "model.init_from", f"this {family} checkpoint uses {what}, which our model does not implement"
+        "model.init_from",
+        f"this {family} checkpoint uses {what}, which our model does not implement{instead}",
     )
 
 
@@ -56,7 +58,7 @@ class BertFamily(Family):
         if hf.get("position_embedding_type", "absolute") != "absolute":
             raise unsupported(self.name, f"position_embedding_type={hf['position_embedding_type']}")
         if hf.get("hidden_act", "gelu") not in ACTIVATIONS:
-            raise unsupported(self.name, f"hidden_act={hf['hidden_act']} (ours: {', '.join(ACTIVATIONS)})")
+            raise unsupported(self.name, f"hidden_act={hf['hidden_act']}", ", ".join(ACTIVATIONS))
         return {
             "vocab_size": hf["vocab_size"],
             "d_model": hf["hidden_size"],

@@ -23,7 +23,7 @@ def rope_theta(hf: dict[str, Any]) -> float:
     scaling = hf.get(key) or {}
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind != "default":
-        raise unsupported("LLaMA", f"{key}={json.dumps(scaling)} ({kind} rope scaling; ours: default)")
+        raise unsupported("LLaMA", f"{kind} rope scaling ({key}={json.dumps(scaling)})", "no scaling")
     return float(hf.get("rope_theta") or parameters.get("rope_theta", 10000.0))
 
 
