@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,24 @@ def test_rope_scaling_is_refused_naming_the_folder_and_the_key(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "rope_scaling": scaling}))
     with pytest.raises(ConfigError, match=rf"{folder}/config\.json: .*rope_scaling=.*linear"):
         check_folder(f"hf:{folder}")
+
+
+class RunsCode:
+    """Unpickling this calls ``os.system``: what a malicious pytorch_model.bin would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pytorch_model_bin_that_would_run_code_is_refused_unrun(tmp_path):
+    folder = as_pytorch_bin(reference_bert(tmp_path / "hf"))
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "payload": RunsCode(marker)}, folder / "pytorch_model.bin")
+    for read in (check_folder, load_backbone):
+        with pytest.raises(ConfigError, match=r"pytorch_model\.bin: .*GLOBAL posix\.system.*cannot run code"):
+            read(f"hf:{folder}")
+    assert not marker.exists()

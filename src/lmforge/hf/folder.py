@@ -104,16 +104,16 @@ def read_pickled(path: Path, shapes_only: bool = False) -> dict[str, torch.Tenso
             path, map_location="cpu", weights_only=True, mmap=shapes_only and zipfile.is_zipfile(path)
         )
     except pickle.UnpicklingError as error:  # objects beyond tensors, or a pickle cut short
-        found = next((line for line in str(error).splitlines() if "GLOBAL" in line), "")
+        lines = str(error).splitlines() or [""]
+        found = next((line for line in lines if "GLOBAL" in line), lines[0]).split(" Please")[0]
         raise ConfigError(
             KEY,
-            f"cannot read {path}: it is corrupt or holds more than tensors ({found.strip() or error}), and "
-            "lmforge only loads files that cannot run code (torch.load(weights_only=True))",
+            f"cannot read {path}: it is corrupt or holds more than tensors ({found.strip()}), and lmforge "
+            "only loads files that cannot run code (torch.load(weights_only=True))",
         ) from None
-    except (
-        Exception
-    ) as error:  # torch says "[Errno 22] Invalid argument" or "failed finding central directory"
-        raise ConfigError(KEY, f"{path} is truncated or corrupt ({error})") from error
+    except Exception as error:  # torch: "[Errno 22] Invalid argument", "failed finding central directory"
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(KEY, f"{path} is truncated or corrupt ({first})") from error
     return as_meta(state) if shapes_only else state
 
 
