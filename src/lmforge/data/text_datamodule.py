@@ -9,7 +9,12 @@ from typing import Any
 import lightning.pytorch as pl
 from tokenizers import Tokenizer
 
-from lmforge.data.tokenizer import TokenizerSettings, check_special_tokens, tokenizer_kind
+from lmforge.data.tokenizer import (
+    TokenizerSettings,
+    check_special_tokens,
+    tokenizer_kind,
+    without_padding_and_truncation,
+)
 from lmforge.errors import ConfigError
 
 
@@ -58,7 +63,8 @@ class TextDataModule(pl.LightningDataModule):
         source: str = "the pretrained model's tokenizer",
         key: str = "model.init_from",
     ) -> None:
-        """Read text with ``tokenizer`` (a checkpoint's, a pretrained folder's) instead of training one."""
+        """Read text with ``tokenizer`` (a checkpoint's, a pretrained folder's) instead of training one;
+        its own padding and truncation are switched off (``without_padding_and_truncation``)."""
         kind = tokenizer_kind(tokenizer)
         if kind != self.kind:
             raise ConfigError(
@@ -67,4 +73,4 @@ class TextDataModule(pl.LightningDataModule):
                 "it was trained with (model=bert_* for WordPiece, gpt_* / llama_* for BPE)",
             )
         check_special_tokens(tokenizer, kind, source)
-        self.tokenizer = tokenizer
+        self.tokenizer = without_padding_and_truncation(tokenizer, source)

@@ -171,14 +171,38 @@ def train_wordpiece(sentences: Iterable[str], settings: TokenizerSettings) -> To
     return tokenizer
 
 
+def without_padding_and_truncation(tokenizer: Tokenizer, source: str) -> Tokenizer:
+    """``tokenizer`` (changed in place) with its own padding and truncation switched off, as every
+    pipeline here cuts, packs and pads sequences itself: a tokenizer.json that pads to a fixed length
+    (sentence-transformers' do, to 128) would fill the token shards with [PAD]. Logs what it switched off
+    in one line."""
+    switched = []
+    if tokenizer.padding is not None:
+        padding = tokenizer.padding
+        length = f"to {padding['length']}" if padding.get("length") else "to the longest"
+        switched.append(f"padding ({length} with {padding.get('pad_token')})")
+        tokenizer.no_padding()
+    if tokenizer.truncation is not None:
+        switched.append(f"truncation (at {tokenizer.truncation['max_length']} tokens)")
+        tokenizer.no_truncation()
+    if switched:
+        log.info(
+            "%s: switched off its own %s; lmforge cuts, packs and pads sequences itself",
+            source,
+            " and ".join(switched),
+        )
+    return tokenizer
+
+
 def load_tokenizer(path: str | Path, kind: str = "wordpiece") -> Tokenizer:
-    """Read a ``tokenizer.json`` and check it has the special tokens that ``kind``'s objective needs."""
+    """Read a ``tokenizer.json`` and check it has the special tokens that ``kind``'s objective needs;
+    its own padding and truncation are switched off."""
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # the Rust side raises a bare Exception for any parse error
         raise ConfigError("data.tokenizer.path", f"{path} is not a tokenizer.json file ({err})") from err
     check_special_tokens(tokenizer, kind, str(path))
-    return tokenizer
+    return without_padding_and_truncation(tokenizer, str(path))
 
 
 def save_tokenizer(tokenizer: Tokenizer, directory: Path, settings: dict) -> None:

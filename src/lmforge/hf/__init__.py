@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from lmforge.data.tokenizer import without_padding_and_truncation
 from lmforge.errors import ConfigError
 from lmforge.hf.bert import BertFamily
 from lmforge.hf.folder import (
@@ -71,12 +72,39 @@ def family_for_config(config: Any) -> Family:
     return candidates[-1]  # its own config_to_hf says what does not fit
 
 
-def hf_model_settings(path: str) -> tuple[Family, dict[str, Any]]:
-    """The family of the folder ``path`` names and our model fields derived from its ``config.json``."""
+def read_folder(path: str | Path) -> tuple[Path, dict[str, Any], Family, dict[str, Any]]:
+    """The folder ``path`` names, its ``config.json``, its family and our model fields derived from it;
+    what config.json lacks or holds that we cannot read is refused naming the folder and the key."""
     folder = folder_of(path)
     hf = read_config(folder)
     family = family_of(hf, str(folder))
-    return family, family.config_from_hf(hf)
+    try:
+        settings = family.config_from_hf(hf)
+    except KeyError as error:
+        raise ConfigError(
+            KEY, f"{folder}/config.json lacks {error}, which a {family.name} config.json holds"
+        ) from None
+    except ConfigError as error:
+        raise ConfigError(error.key, f"{folder}/config.json: {error}") from None
+    return folder, hf, family, settings
+
+
+def our_config(family: Family, settings: dict[str, Any]) -> Any:
+    """Our model config of the family's class with the fields derived from a config.json."""
+    module, name = family.target.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**settings)
+
+
+def check_folder(path: str) -> None:
+    """Everything ``model.init_from=hf:<folder>`` needs from the folder, checked before any data is read
+    (``train.py``'s ``check_run``): config.json and its family, every weight file present, whole and
+    readable, the tensors named and shaped as config.json says (their shapes only, no data read), and
+    a tokenizer our pipelines can use."""
+    folder, hf, family, settings = read_folder(path)
+    import_state(
+        family, our_config(family, settings), hf, read_weights(folder, shapes_only=True), str(folder)
+    )
+    check_end_of_text(read_tokenizer(folder), folder)
 
 
 def derive_model_config(model: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +116,7 @@ def derive_model_config(model: dict[str, Any]) -> dict[str, Any]:
     path = model.get("init_from")
     if not is_hf(path):
         return model
-    family, derived = hf_model_settings(path)
+    folder, _, family, derived = read_folder(path)
     preset = str(model.get("_target_", "")).rsplit(".", 1)[-1]
     if preset not in family.our_configs:
         raise ConfigError(
@@ -99,21 +127,18 @@ def derive_model_config(model: dict[str, Any]) -> dict[str, Any]:
     changed = [
         f"{key} {model.get(key)} -> {value}" for key, value in derived.items() if model.get(key) != value
     ]
-    log.info("model shape from %s/config.json: %s", folder_of(path), ", ".join(changed) or "as the preset")
+    log.info("model shape from %s/config.json: %s", folder, ", ".join(changed) or "as the preset")
     return {**model, **derived}
 
 
 def pretrained_checkpoint(path: str, config: Any) -> dict[str, Any]:
     """The folder's weights as one of our checkpoints would hold them: ``state_dict`` (task prefixes)
     and ``hyper_parameters.model`` (for the shape check of ``load_pretrained``)."""
-    folder = folder_of(path)
-    hf = read_config(folder)
-    family = family_of(hf, str(folder))
+    folder, hf, family, settings = read_folder(path)
     if type(config).__name__ not in family.our_configs:
         raise ConfigError(
             KEY, f"{path} holds a {family.name} model; this run's model is a {type(config).__name__}"
         )
-    settings = family.config_from_hf(hf)
     # the folder's own shape: what its tensors are checked against (load_pretrained compares it to ours)
     source_config = type(config)(**{**config.to_dict(), **settings, "init_from": None})
     state = import_state(family, source_config, hf, read_weights(folder), str(folder))
@@ -121,11 +146,12 @@ def pretrained_checkpoint(path: str, config: Any) -> dict[str, Any]:
 
 
 def pretrained_tokenizer(path: str) -> Tokenizer:
-    """The folder's tokenizer, checked to have what our pipelines need (see ``folder.read_tokenizer``)."""
+    """The folder's tokenizer, checked to have what our pipelines need (see ``folder.read_tokenizer``),
+    its own padding and truncation switched off (our pipelines pack, cut and pad themselves)."""
     folder = folder_of(path)
     tokenizer = read_tokenizer(folder)
     check_end_of_text(tokenizer, folder)
-    return tokenizer
+    return without_padding_and_truncation(tokenizer, f"the tokenizer of {folder}")
 
 
 def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -133,9 +159,8 @@ def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict[str, torch.Te
     (``mlm_head.*``, ``nsp_head.*``, ``classifier.*``) for whoever wants them."""
     from lmforge.models import build_backbone
 
-    family, settings = hf_model_settings(str(path))
-    module, name = family.target.rsplit(".", 1)
-    config = getattr(importlib.import_module(module), name)(**settings)
+    _, _, family, settings = read_folder(path)
+    config = our_config(family, settings)
     state = pretrained_checkpoint(str(path), config)["state_dict"]
     backbone = build_backbone(config)
     own = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
@@ -146,6 +171,7 @@ def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict[str, torch.Te
 __all__ = [
     "FAMILIES",
     "PREFIX",
+    "check_folder",
     "derive_model_config",
     "family_for_config",
     "family_of",

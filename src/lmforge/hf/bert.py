@@ -1,9 +1,11 @@
 """BERT: ``BertModel``, ``BertForPreTraining``, ``BertForMaskedLM``, ``BertForSequenceClassification``.
 
 Our encoder is the same post-LN network, with query/key/value fused into one projection (rows
-[q | k | v]). The pretraining heads map onto ours: ``cls.predictions`` is our ``MaskedLMHead`` (its
-decoder is the tied word embedding), ``bert.pooler`` + ``cls.seq_relationship`` our ``NextSentenceHead``.
-A sequence classifier's ``classifier`` is carried as ``classifier.`` (its pooler is the NSP pooler).
+[q | k | v]). The pretraining heads map onto ours: ``cls.predictions`` is our ``MaskedLMHead`` (same
+``hidden_act`` and ``layer_norm_eps`` as the encoder; its decoder is the word embedding, or with
+``tie_word_embeddings=false`` a ``decoder`` of its own), ``bert.pooler`` + ``cls.seq_relationship`` our
+``NextSentenceHead``. A sequence classifier's ``classifier`` is carried as ``classifier.`` (its pooler is
+the NSP pooler).
 """
 
 from __future__ import annotations
@@ -17,13 +19,24 @@ from lmforge.hf.mapping import Family, Rule, linear, stacked
 from lmforge.models.bert import BertModel
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
 
-# HF ``hidden_act`` -> our activation (and back: the first name wins)
-ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+# HF ``hidden_act`` -> our activation (and back: the first name wins). gelu is the exact (erf) GELU;
+# gelu_new and gelu_pytorch_tanh are the tanh approximation, in Python and in PyTorch's kernel.
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+}
 
 
-def unsupported(family: str, what: str) -> ConfigError:
+def unsupported(family: str, what: str, ours: str = "") -> ConfigError:
+    """``what`` starts with the config.json key at fault (``hidden_act=gelu_fast``), ``ours`` says what
+    we have instead; the reader of the folder puts the folder in front (``lmforge.hf.read_folder``)."""
+    instead = f" (ours: {ours})" if ours else ""
     return ConfigError(
-        "model.init_from", f"this {family} checkpoint uses {what}, which our model does not implement"
+        "model.init_from",
+        f"this {family} checkpoint uses {what}, which our model does not implement{instead}",
     )
 
 
@@ -45,7 +58,7 @@ class BertFamily(Family):
         if hf.get("position_embedding_type", "absolute") != "absolute":
             raise unsupported(self.name, f"position_embedding_type={hf['position_embedding_type']}")
         if hf.get("hidden_act", "gelu") not in ACTIVATIONS:
-            raise unsupported(self.name, f"hidden_act={hf['hidden_act']}")
+            raise unsupported(self.name, f"hidden_act={hf['hidden_act']}", ", ".join(ACTIVATIONS))
         return {
             "vocab_size": hf["vocab_size"],
             "d_model": hf["hidden_size"],
@@ -56,6 +69,7 @@ class BertFamily(Family):
             "type_vocab_size": hf.get("type_vocab_size", 2),
             "norm_eps": hf.get("layer_norm_eps", 1e-12),
             "activation": ACTIVATIONS[hf.get("hidden_act", "gelu")],
+            "tie_embeddings": bool(hf.get("tie_word_embeddings", True)),
             "pad_token_id": hf.get("pad_token_id") or 0,
             "dropout": hf.get("hidden_dropout_prob", 0.1),
             "attention_dropout": hf.get("attention_probs_dropout_prob", 0.1),
@@ -88,7 +102,7 @@ class BertFamily(Family):
             "attention_probs_dropout_prob": config.attention_dropout,
             "initializer_range": config.init_std,
             "position_embedding_type": "absolute",
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": config.tie_embeddings,
         }
 
     def rules(self, config: Any) -> list[Rule]:
@@ -115,24 +129,40 @@ class BertFamily(Family):
                 *linear(f"{ours}.feed_forward.down", f"{theirs}.output.dense"),
                 *linear(f"{ours}.feed_forward_norm", f"{theirs}.output.LayerNorm"),
             ]
+        if config.tie_embeddings:  # the decoder is the word embedding, its bias cls.predictions.bias
+            decoder = [Rule("mlm_head.bias", ("cls.predictions.bias",))]
+        else:  # transformers 5 applies decoder.bias (4 tied it to cls.predictions.bias and wrote that one)
+            decoder = [
+                *linear("mlm_head.decoder", "cls.predictions.decoder", bias=False),
+                Rule("mlm_head.bias", ("cls.predictions.decoder.bias",), copies=("cls.predictions.bias",)),
+            ]
         return [
             *rules,
             *linear("mlm_head.dense", "cls.predictions.transform.dense"),
             *linear("mlm_head.norm", "cls.predictions.transform.LayerNorm"),
-            Rule("mlm_head.bias", ("cls.predictions.bias",)),
+            *decoder,
             *linear("nsp_head.pooler", "pooler.dense"),
             *linear("nsp_head.classifier", "cls.seq_relationship"),
             *linear("classifier", "classifier"),
         ]
 
     def tied(self, config: Any) -> tuple[str, ...]:
-        # the MLM decoder is the word embedding, its bias cls.predictions.bias
-        return ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+        return (
+            ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+            if config.tie_embeddings
+            else ()
+        )
 
     def expected_modules(self, config: Any, hf: dict[str, Any]) -> dict[str, nn.Module]:
         return {
             "backbone.": BertModel(config),
-            "mlm_head.": MaskedLMHead(config.d_model, config.vocab_size, config.norm_eps),
+            "mlm_head.": MaskedLMHead(
+                config.d_model,
+                config.vocab_size,
+                config.norm_eps,
+                activation=config.activation,
+                tied=config.tie_embeddings,
+            ),
             "nsp_head.": NextSentenceHead(config.d_model),
             "classifier.": nn.Linear(config.d_model, num_labels(hf)),
         }

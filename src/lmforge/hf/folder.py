@@ -8,10 +8,13 @@ from ``model.safetensors``, sharded safetensors listed in ``model.safetensors.in
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
@@ -50,15 +53,17 @@ def read_config(folder: Path) -> dict[str, Any]:
     return read_json(folder / "config.json")
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+def read_weights(folder: Path, shapes_only: bool = False) -> dict[str, torch.Tensor]:
     """Every tensor the folder holds, by its Hugging Face name, on the CPU.
 
     Safetensors first (no code can hide in them), then the pickled ``pytorch_model.bin``; either may be
-    sharded, with an ``.index.json`` whose ``weight_map`` names the shards.
+    sharded, with an ``.index.json`` whose ``weight_map`` names the shards. ``shapes_only``: tensors on
+    the meta device, from safetensors' headers or a memory-mapped ``.bin``, so every file is checked to
+    be whole and readable without reading its data.
     """
-    for weights, read in (("model.safetensors", load_file), ("pytorch_model.bin", read_pickled)):
+    for weights, read in (("model.safetensors", read_safetensors), ("pytorch_model.bin", read_pickled)):
         if (folder / weights).is_file():
-            return read(folder / weights)
+            return read(folder / weights, shapes_only)
         index = folder / f"{weights}.index.json"
         if index.is_file():
             shards = sorted(set(read_json(index).get("weight_map", {}).values()))
@@ -68,7 +73,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
                 raise ConfigError(KEY, f"{index} lists shards that are not in {folder}: {listed}")
             state: dict[str, torch.Tensor] = {}
             for name in shards:
-                state.update(read(folder / name))
+                state.update(read(folder / name, shapes_only))
             return state
     raise ConfigError(
         KEY,
@@ -77,12 +82,39 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def read_pickled(path: Path) -> dict[str, torch.Tensor]:
-    """A ``torch.save``d state dict, read with ``weights_only=True`` so a pickle cannot run code."""
+def as_meta(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: torch.empty(tensor.shape, device="meta") for name, tensor in state.items()}
+
+
+def read_safetensors(path: Path, shapes_only: bool = False) -> dict[str, torch.Tensor]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated file, or a pickle holding more than tensors
-        raise ConfigError(KEY, f"cannot read {path} as a tensor file: {error}") from error
+        if not shapes_only:
+            return load_file(path)
+        with safe_open(path, "pt") as file:  # checks that the header covers the whole file
+            names = file.keys()  # a safe_open handle is not iterable
+            return {name: torch.empty(file.get_slice(name).get_shape(), device="meta") for name in names}
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(KEY, f"{path} is truncated or corrupt ({error})") from error
+
+
+def read_pickled(path: Path, shapes_only: bool = False) -> dict[str, torch.Tensor]:
+    """A ``torch.save``d state dict, read with ``weights_only=True`` so a pickle cannot run code."""
+    try:  # memory-mapped for shapes only (only the zip format, torch >= 1.6, can be)
+        state = torch.load(
+            path, map_location="cpu", weights_only=True, mmap=shapes_only and zipfile.is_zipfile(path)
+        )
+    except pickle.UnpicklingError as error:  # objects beyond tensors, or a pickle cut short
+        lines = str(error).splitlines() or [""]
+        found = next((line for line in lines if "GLOBAL" in line), lines[0]).split(" Please")[0]
+        raise ConfigError(
+            KEY,
+            f"cannot read {path}: it is corrupt or holds more than tensors ({found.strip()}), and lmforge "
+            "only loads files that cannot run code (torch.load(weights_only=True))",
+        ) from None
+    except Exception as error:  # torch: "[Errno 22] Invalid argument", "failed finding central directory"
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(KEY, f"{path} is truncated or corrupt ({first})") from error
+    return as_meta(state) if shapes_only else state
 
 
 def read_tokenizer(folder: Path) -> Tokenizer:

@@ -8,6 +8,7 @@ interleave pairs, are permuted by HF's conversion script before they reach a HF 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lmforge.errors import ConfigError
@@ -18,9 +19,11 @@ from lmforge.hf.mapping import DecoderFamily, Rule, linear, stacked
 def rope_theta(hf: dict[str, Any]) -> float:
     """The rotary base: ``rope_theta`` (transformers 4) or ``rope_parameters.rope_theta`` (5)."""
     parameters = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or parameters
-    if scaling.get("rope_type", scaling.get("type", "default")) != "default":
-        raise unsupported("LLaMA", f"rope scaling {scaling}")
+    key = "rope_scaling" if hf.get("rope_scaling") else "rope_parameters"
+    scaling = hf.get(key) or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind != "default":
+        raise unsupported("LLaMA", f"{kind} rope scaling ({key}={json.dumps(scaling)})", "no scaling")
     return float(hf.get("rope_theta") or parameters.get("rope_theta", 10000.0))
 
 

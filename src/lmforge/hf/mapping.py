@@ -29,6 +29,9 @@ class Rule:
     theirs: tuple[str, ...]  # HF names without the base model's prefix (bert., transformer., model.)
     transpose: bool = False  # GPT-2's Conv1D weights are stored [in, out]
     rows: tuple[int, ...] = ()  # rows of each HF tensor stacked into ours (fused projections)
+    # other HF names of a one-tensor rule's tensor (HF ties them, files hold either or both): read
+    # when ``theirs`` is absent, written beside it
+    copies: tuple[str, ...] = ()
 
     def to_ours(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = [tensors[name].t() if self.transpose else tensors[name] for name in self.theirs]
@@ -36,10 +39,11 @@ class Rule:
 
     def to_theirs(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = tensor.split(list(self.rows), dim=0) if self.rows else (tensor,)
-        return {
+        out = {
             name: (part.t() if self.transpose else part).contiguous()
             for name, part in zip(self.theirs, parts, strict=True)
         }
+        return {**out, **{name: out[self.theirs[0]].clone() for name in self.copies}}
 
 
 def linear(ours: str, theirs: str, bias: bool = True, transpose: bool = False) -> list[Rule]:
@@ -143,6 +147,12 @@ def import_state(
     found = {family.base_name(name): tensor for name, tensor in tensors.items()}
     ours = expected_shapes(family, config, hf)
     rules = [rule for rule in family.rules(config) if rule.ours in ours]
+    for rule in rules:  # a copy stands in for an absent original; the original wins when both are there
+        present = [name for name in rule.copies if name in found]
+        if present and rule.theirs[0] not in found:
+            found[rule.theirs[0]] = found[present[0]]
+        for name in present:
+            del found[name]
     read = {name for rule in rules for name in rule.theirs}
     unexpected = sorted(n for n in found if n not in read and not family.is_skipped(n, config))
     if unexpected:
@@ -167,10 +177,11 @@ def import_state(
     mismatched = []
     for rule in used:
         meta = torch.empty(ours[rule.ours], device="meta")
-        for name, want in rule.to_theirs(meta).items():
-            if tuple(found[name].shape) != tuple(want.shape):
+        wanted = {name: tuple(tensor.shape) for name, tensor in rule.to_theirs(meta).items()}
+        for name in rule.theirs:
+            if tuple(found[name].shape) != wanted[name]:
                 mismatched.append(
-                    f"{name} has shape {tuple(found[name].shape)}, this model needs {tuple(want.shape)}"
+                    f"{name} has shape {tuple(found[name].shape)}, this model needs {wanted[name]}"
                 )
     if mismatched:
         raise ConfigError(

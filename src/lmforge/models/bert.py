@@ -24,8 +24,11 @@ class BertConfig(TransformerConfig):
     type_vocab_size: int = 2
     position: str = "learned"
     norm_position: str = "post"
-    activation: str = "gelu"
+    activation: str = "gelu"  # the feed-forward's and the MLM head's (Hugging Face's one hidden_act)
     pad_token_id: int = 0
+    tie_embeddings: bool = (
+        True  # the MLM head projects onto the token embedding (False: a decoder of its own)
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lmforge.errors import ConfigError
-from lmforge.hf import derive_model_config, is_hf
+from lmforge.hf import check_folder, derive_model_config, is_hf
 from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
 from lmforge.io.init_from import check_shapes, checkpoint_model
 from lmforge.models import TransformerConfig, is_decoder, tokenizer_kind
@@ -99,6 +99,7 @@ def resolve(cfg: DictConfig) -> RunSpec:
     node = OmegaConf.to_container(cfg.model, resolve=True)
     if is_hf(node.get("init_from")):  # a Hugging Face folder: the shape comes from its config.json
         node = derive_model_config(node)
+        check_folder(node["init_from"])  # weights whole and of its shapes, a tokenizer: before any data
     model = build(OmegaConf.create(node))
     entry = objective(cfg.objective.get("kind"))
     objective_settings = entry.settings(OmegaConf.to_container(cfg.objective, resolve=True))

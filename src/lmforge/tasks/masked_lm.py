@@ -34,7 +34,12 @@ class BertPretraining(LanguageTask):
         optim, peft = self.take_settings(model, objective, optim, peft)
         self.backbone = build_backbone(self.config)
         self.mlm_head = MaskedLMHead(
-            self.config.d_model, self.config.vocab_size, self.config.norm_eps, self.config.init_std
+            self.config.d_model,
+            self.config.vocab_size,
+            self.config.norm_eps,
+            self.config.init_std,
+            self.config.activation,
+            self.config.tie_embeddings,
         )
         self.nsp = self.objective.nsp
         self.nsp_weight = float(self.objective.nsp_weight)
@@ -61,7 +66,7 @@ class BertPretraining(LanguageTask):
         # no masked token in the batch: a loss of zero whose zero gradients still reach every head parameter
         mlm_loss, predicted = linear_cross_entropy(
             self.mlm_head.transform(hidden[picked]),
-            self.backbone.token_embedding.weight,
+            self.mlm_head.decoder_weight(self.backbone.token_embedding.weight),
             targets,
             self.mlm_head.bias,
             predict=True,
