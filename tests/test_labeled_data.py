@@ -331,11 +331,28 @@ def test_jsonl_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.jsonl:2 is not valid JSON"):
         JsonlSource(path=str(tmp_path / "bad.jsonl")).read()
     (tmp_path / "fields.jsonl").write_text('{"text": "fine", "label": 1}\n{"text": "no label"}\n')
-    with pytest.raises(ConfigError, match=r"has no column 'label' \(columns: text\)") as error:
+    with pytest.raises(
+        ConfigError, match=r"fields.jsonl:2 has no column 'label' \(its columns: text\)"
+    ) as error:
         JsonlSource(path=str(tmp_path / "fields.jsonl")).read()
-    assert error.value.key == "data.source.label_column"
-    with pytest.raises(ConfigError, match="has no column 'review'"):
+    assert error.value.key == "data.source.path"  # the line is malformed, not the setting
+    with pytest.raises(ConfigError, match="has no column 'review'") as error:
         JsonlSource(path=str(tmp_path / "fields.jsonl"), text_column="review").check()
+    assert error.value.key == "data.source.text_column"
+
+
+def test_a_group_column_keeps_each_group_in_one_drawn_split(tmp_path):
+    path = tmp_path / "grouped.csv"
+    rows = [f"sentence {i} of story {i % 5},{'ab'[i % 2]},story {i % 5}" for i in range(40)]
+    path.write_text("text,label,story\n" + "\n".join(rows) + "\n")
+    dm = datamodule(CsvSource(path=str(path), group_column="story"), tmp_path, val_fraction=0.2)
+    dm.prepare_data()
+    stories = {split: {e.group for e in examples} for split, examples in dm.splits.items()}
+    assert all(stories.values()) and sum(map(len, stories.values())) == 5  # no story in two splits
+    path.write_text("text,label,story\na text,a,\n")
+    with pytest.raises(ConfigError, match=r"grouped.csv:2 has an empty group in column 'story'") as error:
+        CsvSource(path=str(path), group_column="story").read()
+    assert error.value.key == "data.source.group_column"
 
 
 def test_an_unknown_label_in_the_test_file_is_named_with_the_file(tmp_path):

