@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -132,11 +131,8 @@ class TextFilesCorpus(Corpus):
             if document:
                 yield document
 
-    def _all_documents(self) -> Iterator[Document]:
+    def all_documents(self) -> Iterator[Document]:
         files = self.files()
         for path in track(files, "reading text files", total=len(files), unit="files"):
             reader = self._jsonl_documents if path.suffix == ".jsonl" else self._txt_documents
             yield from reader(path)
-
-    def documents(self) -> Iterator[Document]:
-        return itertools.islice(self._all_documents(), self.max_documents)
