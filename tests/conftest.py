@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -67,6 +68,14 @@ TOPICS_RUN = [
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 os.environ["WANDB_MODE"] = "disabled"  # tests never reach W&B; the tracking test turns offline mode on
 register_resolvers()
+
+
+def prepare_script(name: str) -> ModuleType:
+    """``datasets/<name>/prepare.py``, imported by its path (the scripts are no package)."""
+    spec = importlib.util.spec_from_file_location(f"prepare_{name}", ROOT / "datasets" / name / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -152,12 +152,14 @@ LABELED = {
 
 
 @pytest.mark.parametrize("name", [name for name in options("data") if name not in LABELED])
-def test_data_presets_compose(name, make_cfg):
+def test_data_presets_compose(name, make_cfg, tmp_path):
     overrides = [f"data={name}"]
     if name == "text_files":
         overrides.append(f"data.corpus.paths={Path(__file__).parent / 'fixtures/corpus/workshop.txt'}")
-    if name == "debian_docs":  # the fixtures mirror the unpacked packages (make data-debian is not run)
-        overrides.append(f"data.corpus.root={Path(__file__).parent / 'fixtures/debian'}")
+    if name == "debian_docs":  # stand-ins for the parts make data-debian prepares (test_debian_corpus.py)
+        for part in make_cfg(f"data={name}", tiny=False).data.corpus.parts:
+            (tmp_path / f"{part}.txt").write_text("One sentence.\n\n")
+        overrides.append(f"data.corpus.root={tmp_path}")
     cfg = make_cfg(*overrides, tiny=False)
     if name == "pretraining":  # the shared base: no corpus of its own
         assert OmegaConf.missing_keys(cfg) == {"data.corpus"}

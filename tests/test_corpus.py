@@ -28,6 +28,22 @@ def test_globs_and_one_document_per_file(tmp_path):
     assert [len(d) for d in corpus.documents()] == [3, 3]
 
 
+def test_one_sentence_per_line_is_read_as_written(tmp_path):
+    path = tmp_path / "prepared.txt"
+    path.write_text("Dr. Hale came. He sat\nDown here.\n\n\n  \nA second document.\n\n")
+    assert list(TextFilesCorpus(str(path)).documents()) == [
+        ["Dr. Hale came.", "He sat Down here."],
+        ["A second document."],
+    ]
+    lines = TextFilesCorpus(str(path), txt_sentences="line")
+    assert list(lines.documents()) == [["Dr. Hale came. He sat", "Down here."], ["A second document."]]
+    assert list(TextFilesCorpus(str(path), txt_sentences="line", max_documents=1).documents()) == [
+        ["Dr. Hale came. He sat", "Down here."]
+    ]
+    with pytest.raises(ConfigError, match="txt_sentences='word' is not one of split, line"):
+        TextFilesCorpus(str(path), txt_sentences="word").check()
+
+
 def test_settings_change_when_a_file_changes(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("One sentence. Another one.\n")

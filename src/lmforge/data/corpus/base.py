@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ class Corpus(ABC):
     """A source of documents. Subclasses are built from ``data.corpus`` with Hydra's instantiate."""
 
     name: str
+    max_documents: int | None = None  # read at most this many documents (None: all)
 
     @abstractmethod
     def settings(self) -> dict[str, Any]:
@@ -24,8 +26,12 @@ class Corpus(ABC):
         """Fail fast with a ``ConfigError`` when the source is missing or empty (no reading of text)."""
 
     @abstractmethod
+    def all_documents(self) -> Iterator[Document]:
+        """Yield every document in a deterministic order, showing progress."""
+
     def documents(self) -> Iterator[Document]:
-        """Yield documents in a deterministic order, showing progress."""
+        """``all_documents()`` up to ``max_documents`` (a cap reads no further)."""
+        return itertools.islice(self.all_documents(), self.max_documents)
 
     def unique_documents(self) -> Iterator[Document]:
         """``documents()`` without empty ones and without exact repeats (repeats leak across splits)."""

@@ -112,7 +112,7 @@ class StdlibCorpus(Corpus):
             if docstring and len(docstring) >= self.min_docstring_chars:
                 yield docstring
 
-    def _all_documents(self) -> Iterator[Document]:
+    def all_documents(self) -> Iterator[Document]:
         if self.topics:
             from pydoc_data.topics import topics
 
@@ -125,9 +125,3 @@ class StdlibCorpus(Corpus):
                 if self.document == "module":
                     documents = [[sentence for document in documents for sentence in document]]
                 yield from documents
-
-    def documents(self) -> Iterator[Document]:
-        for count, document in enumerate(self._all_documents()):
-            if self.max_documents is not None and count >= self.max_documents:
-                return
-            yield document

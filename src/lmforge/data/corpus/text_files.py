@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lmforge.data.corpus.base import Corpus, Document
 from lmforge.data.progress import track
-from lmforge.data.text import document_sentences, paragraphs, split_sentences
+from lmforge.data.text import document_sentences
 from lmforge.errors import ConfigError
 
 SUFFIXES = (".txt", ".jsonl")
 TXT_DOCUMENTS = ("blank_line", "file")
+TXT_SENTENCES = ("split", "line")
+_BLANK_LINE = re.compile(r"\n\s*\n")
 
 
 def _read_utf8(path: Path) -> str:
@@ -33,9 +36,10 @@ def _read_utf8(path: Path) -> str:
 class TextFilesCorpus(Corpus):
     """Documents from files.
 
-    ``.txt``: one document per block of lines separated by a blank line (the BERT pretraining format),
-    or one per file with ``txt_documents: file``. ``.jsonl``: one JSON object per line, its text under
-    ``text_key``; blank lines inside the text separate paragraphs.
+    ``.txt``: one document per block of lines separated by a blank line, or one per file with
+    ``txt_documents: file``; sentences are found by the splitter, or with ``txt_sentences: line`` each
+    line is one sentence (the BERT pretraining format, which the prepare scripts write). ``.jsonl``: one
+    JSON object per line, its text under ``text_key``; blank lines inside the text separate paragraphs.
     """
 
     name = "text_files"
@@ -45,10 +49,14 @@ class TextFilesCorpus(Corpus):
         paths: str | list[str],
         text_key: str = "text",
         txt_documents: str = "blank_line",
+        txt_sentences: str = "split",
+        max_documents: int | None = None,
     ) -> None:
         self.patterns = [paths] if isinstance(paths, str) else list(paths)
         self.text_key = text_key
         self.txt_documents = txt_documents
+        self.txt_sentences = txt_sentences
+        self.max_documents = max_documents
 
     def files(self) -> list[Path]:
         found: list[Path] = []
@@ -66,11 +74,14 @@ class TextFilesCorpus(Corpus):
     def check(self) -> None:
         if not self.patterns:
             raise ConfigError("data.corpus.paths", "data.corpus.paths is empty: give files or glob patterns")
-        if self.txt_documents not in TXT_DOCUMENTS:
-            raise ConfigError(
-                "data.corpus.txt_documents",
-                f"data.corpus.txt_documents={self.txt_documents!r} is not one of {', '.join(TXT_DOCUMENTS)}",
-            )
+        for key, value, choices in (
+            ("txt_documents", self.txt_documents, TXT_DOCUMENTS),
+            ("txt_sentences", self.txt_sentences, TXT_SENTENCES),
+        ):
+            if value not in choices:
+                raise ConfigError(
+                    f"data.corpus.{key}", f"data.corpus.{key}={value!r} is not one of {', '.join(choices)}"
+                )
         for path in self.files():
             if path.suffix not in SUFFIXES:
                 raise ConfigError(
@@ -87,6 +98,8 @@ class TextFilesCorpus(Corpus):
             "files": stats,
             "text_key": self.text_key,
             "txt_documents": self.txt_documents,
+            "txt_sentences": self.txt_sentences,
+            "max_documents": self.max_documents,
         }
 
     def _jsonl_documents(self, path: Path) -> Iterator[Document]:
@@ -110,13 +123,15 @@ class TextFilesCorpus(Corpus):
 
     def _txt_documents(self, path: Path) -> Iterator[Document]:
         text = _read_utf8(path)
-        if self.txt_documents == "file":
-            yield document_sentences(text)
-            return
-        for block in paragraphs(text):
-            yield split_sentences(block)
+        for block in [text] if self.txt_documents == "file" else _BLANK_LINE.split(text):
+            if self.txt_sentences == "line":
+                document = [line.strip() for line in block.split("\n") if line.strip()]
+            else:
+                document = document_sentences(block)
+            if document:
+                yield document
 
-    def documents(self) -> Iterator[Document]:
+    def all_documents(self) -> Iterator[Document]:
         files = self.files()
         for path in track(files, "reading text files", total=len(files), unit="files"):
             reader = self._jsonl_documents if path.suffix == ".jsonl" else self._txt_documents

@@ -1,8 +1,9 @@
 """The user's own labeled files: CSV / TSV (``data=csv``) and JSON lines (``data=jsonl``).
 
 ``path`` is the training file; ``val_path`` and ``test_path``, when given, are used as they are,
-otherwise those splits are drawn from ``path``. Texts and labels are read from named columns (JSON
-fields); labels are read as strings. Any fault names the ``data.source.*`` key that fixes it.
+otherwise those splits are drawn from ``path`` (by label, or whole groups at a time with
+``group_column``). Texts, labels and groups are read from named columns (JSON fields) as strings. Any
+fault names the ``data.source.*`` key that fixes it, and a faulty row its line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from lmforge.errors import ConfigError
 
 Record = tuple[int, dict[str, Any]]  # (line number, the values of one row by column name)
 PATH_KEYS = {"train": "data.source.path", "val": "data.source.val_path", "test": "data.source.test_path"}
+# What each column holds, by the key that names it (for error messages).
+COLUMN_KEYS = {
+    "data.source.text_column": "text",
+    "data.source.text_pair_column": "text",
+    "data.source.label_column": "label",
+    "data.source.group_column": "group",
+}
 
 
 def read_utf8(path: Path, key: str) -> str:
@@ -45,21 +53,26 @@ class LabeledFilesSource(LabeledSource):
         text_column: str = "text",
         label_column: str = "label",
         text_pair_column: str | None = None,
+        group_column: str | None = None,
         val_path: str | None = None,
         test_path: str | None = None,
     ) -> None:
         self.text_column = text_column
         self.label_column = label_column
         self.text_pair_column = text_pair_column
+        self.group_column = group_column
         given = {"train": path, "val": val_path, "test": test_path}
         self.paths = {split: Path(p).expanduser() for split, p in given.items() if p is not None}
 
     def columns(self) -> dict[str, str]:
         """The columns read, by the key that names them."""
-        named = {"data.source.text_column": self.text_column, "data.source.label_column": self.label_column}
-        if self.text_pair_column is not None:
-            named["data.source.text_pair_column"] = self.text_pair_column
-        return named
+        named = {
+            "data.source.text_column": self.text_column,
+            "data.source.label_column": self.label_column,
+            "data.source.text_pair_column": self.text_pair_column,
+            "data.source.group_column": self.group_column,
+        }
+        return {key: column for key, column in named.items() if column is not None}
 
     @abstractmethod
     def records(self, path: Path, key: str) -> Iterator[Record]:
@@ -81,15 +94,11 @@ class LabeledFilesSource(LabeledSource):
             found = self.header(path, key)
             for column_key, column in self.columns().items():
                 if column not in found:
-                    raise self.missing_column(path, column, column_key, found)
-
-    @staticmethod
-    def missing_column(path: Path, column: str, key: str, found: list[str]) -> ConfigError:
-        return ConfigError(
-            key,
-            f"{path} has no column {column!r} (columns: {', '.join(map(str, found))}): set {key} "
-            "to one of them",
-        )
+                    raise ConfigError(
+                        column_key,
+                        f"{path} has no column {column!r} (columns: {', '.join(map(str, found))}): set "
+                        f"{column_key} to one of them",
+                    )
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -112,29 +121,34 @@ class LabeledFilesSource(LabeledSource):
 
     def read_file(self, split: str) -> list[LabeledExample]:
         path, key = self.paths[split], PATH_KEYS[split]
-        examples = [self.example(path, number, record) for number, record in self.records(path, key)]
+        examples = [self.example(path, number, record, split) for number, record in self.records(path, key)]
         if not examples:
             raise ConfigError(key, f"{path} holds no examples: give one example per row")
         return examples
 
-    def example(self, path: Path, number: int, record: dict[str, Any]) -> LabeledExample:
+    def example(self, path: Path, number: int, record: dict[str, Any], split: str) -> LabeledExample:
         values = {}
         for key, column in self.columns().items():
-            if column not in record:
-                raise self.missing_column(path, column, key, list(record))
+            if column not in record:  # the file's first row has it (check): this row is malformed
+                raise ConfigError(
+                    PATH_KEYS[split],
+                    f"{path}:{number} has no column {column!r} (its columns: {', '.join(map(str, record))}): "
+                    "fix or remove that row",
+                )
             value = record[column]
             value = "" if value is None else str(value).strip()
             if not value:
-                what = "label" if key == "data.source.label_column" else "text"
                 raise ConfigError(
                     key,
-                    f"{path}:{number} has an empty {what} in column {column!r}: fill it in or remove the row",
+                    f"{path}:{number} has an empty {COLUMN_KEYS[key]} in column {column!r}: fill it in or "
+                    "remove the row",
                 )
             values[key] = value
         return LabeledExample(
             text=values["data.source.text_column"],
             label=values["data.source.label_column"],
             text_pair=values.get("data.source.text_pair_column"),
+            group=values.get("data.source.group_column"),
         )
 
 

@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.data.labeled.examples import LabeledExample
-from lmforge.errors import ConfigError
-
-SPLITS = ("train", "val", "test")
 
 
 class LabeledSource(ABC):
@@ -46,11 +43,3 @@ def file_stats(path: Path) -> tuple[str, int, int]:
     """A file's identity for cache keys: resolved path, size in bytes, modification time in ns."""
     stat = path.stat()
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def require_file(path: Path, key: str, fetch: str) -> None:
-    """A ``ConfigError`` naming ``key`` and how to get ``path`` unless it is a non-empty file."""
-    if not path.is_file():
-        raise ConfigError(key, f"{path} is missing (relative paths start at {Path.cwd()}): {fetch}")
-    if path.stat().st_size == 0:
-        raise ConfigError(key, f"{path} is empty: {fetch}")

@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 
 from lmforge.data.corpus.base import Document
-from lmforge.data.corpus.debian_formats import import_reader
 from lmforge.data.text import paragraphs, split_sentences
-from lmforge.errors import ConfigError
+
+from . import PrepareError, import_reader
 
 _CHAPTER_HEADING = re.compile(r"^\s*chapter\s+(?:[ivxlc]+|\d+)\.?\s*$", re.IGNORECASE)
 _LENGTH_HEADER = 4  # bytes before each zlib stream in the .rdb
 
 
-def read_character_vectors(rdx: Path, rdb: Path, part: str) -> dict[str, list[str]]:
+def read_character_vectors(rdx: Path, rdb: Path) -> dict[str, list[str]]:
     """The character vectors stored in a lazy-load database, by name in sorted order."""
-    rdata = import_reader("rdata", part)
+    rdata = import_reader("rdata")
 
     def parse(data: bytes) -> Any:
         return rdata.conversion.convert(rdata.parser.parse_data(data, extension=".rds"))
@@ -34,10 +34,7 @@ def read_character_vectors(rdx: Path, rdb: Path, part: str) -> dict[str, list[st
     index = parse(rdx.read_bytes())
     compression = int(index["compressed"][0])  # TRUE: zlib; 2: bzip2; 3: xz
     if compression != 1:
-        raise ConfigError(
-            None,
-            f"{rdb} uses R compression type {compression}, not zlib: re-fetch it with `make data-debian`",
-        )
+        raise PrepareError(f"{rdb} uses R compression type {compression}, not zlib, which this reader reads")
     data = rdb.read_bytes()
     vectors: dict[str, list[str]] = {}
     for name, (offset, length) in sorted(index["variables"].items()):

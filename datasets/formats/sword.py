@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.data.corpus.base import Document
-from lmforge.data.corpus.debian_formats import import_reader
 from lmforge.data.text import split_sentences
-from lmforge.errors import ConfigError
+
+from . import PrepareError, import_reader
 
 _GLOSSARY = re.compile(r"<div\b[^>]*type=\"glossary\"")
 _FOOTNOTE = re.compile(r"<note\b.*?</note>", re.DOTALL)
@@ -39,14 +39,13 @@ def osis_text(osis: str) -> str:
 class SwordBible:
     """One SWORD module under ``root`` (the folder holding ``mods.d/`` and ``modules/``)."""
 
-    def __init__(self, root: Path, module: str, part: str) -> None:
-        modules = import_reader("pysword.modules", part).SwordModules(str(root))
-        found = modules.parse_modules()
+    def __init__(self, root: Path, module: str) -> None:
+        modules = import_reader("pysword.modules").SwordModules(str(root))
+        found = modules.parse_modules() if (root / "mods.d").is_dir() else {}
         if module not in found:
-            raise ConfigError(
-                "data.corpus.root",
+            raise PrepareError(
                 f"{root} holds no SWORD module {module} (found: {', '.join(sorted(found)) or 'none'}): "
-                "run `make data-debian`",
+                "fetch it with `bash scripts/fetch_debian.sh data/debian sword-text-kjv sword-text-web`"
             )
         self._bible: Any = modules.get_bible_from_module(module)
         if hasattr(self._bible, "_decompressed_text"):  # zText inflates a whole book for every verse
@@ -65,3 +64,10 @@ class SwordBible:
     def chapter_sentences(self, book: str, chapter: int) -> Document:
         osis = self._bible.get(books=[book], chapters=[chapter], clean=False, join=" ")
         return split_sentences(osis_text(osis))
+
+    def chapter_verses(self, book: str, chapter: int) -> list[str]:
+        """The plain text of every verse of a chapter, verse 1 first ('' for a verse the module lacks)."""
+        # zText yields one text per verse index of the versification, '' where the module has none
+        return [
+            osis_text(osis) for osis in self._bible.get_iter(books=[book], chapters=[chapter], clean=False)
+        ]

@@ -1,4 +1,4 @@
-"""Prose from reST and plain-text documentation (the Linux kernel's and Python's).
+"""Prose from reST and plain-text documentation (Debian's linux-doc-6.1 and python3.11-doc).
 
 ``rest_prose`` already drops headings, tables drawn with ``+``/``|``, doctests and literal blocks. What
 it leaves in this documentation is removed here first: directives and comments (the bodies of
