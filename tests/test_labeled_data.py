@@ -690,8 +690,8 @@ def test_the_shared_base_needs_a_source(make_cfg):
     assert OmegaConf.missing_keys(cfg) == {"data.source"} and cfg.objective.kind == "classify"
 
 
-def test_a_labeled_preset_picks_classify_over_a_decoder_preset(make_cfg):
-    cfg = make_cfg("data=trec", "model=gpt_tiny", tiny=False)
+def test_a_labeled_preset_picks_classify_over_a_decoder_preset(make_cfg, finetune):
+    cfg = make_cfg("data=trec", "model=gpt_tiny", f"data.source.root={finetune}", tiny=False)
     assert cfg.objective.kind == "classify"
     assert resolve(cfg).data.settings["tokenizer"]["kind"] == "bpe"
     assert cfg.data.tokenizer.vocab_size == cfg.model.vocab_size

@@ -20,6 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lmforge.data.moved import upgrade
 from lmforge.errors import ConfigError
 from lmforge.hf import check_folder, derive_model_config, is_hf
 from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
@@ -204,7 +205,7 @@ def data_spec(
         for key, value in OmegaConf.to_container(node, resolve=True).items()
         if key not in ("_target_", "objective", reads)
     }
-    settings[reads] = build(node[reads])
+    settings[reads] = build(upgrade(OmegaConf.to_container(node[reads], resolve=True)))
     kind = tokenizer_kind(model)
     if objective_settings.tokenizer not in (None, kind):
         raise ConfigError(
