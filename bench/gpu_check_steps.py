@@ -203,9 +203,7 @@ def data_overrides(mode: Mode, preset: str) -> list[str]:
     ]
 
 
-def all_commands(
-    mode: Mode, checkpoint: str = "<the zero3 run>/checkpoints/last.ckpt"
-) -> dict[str, list[str]]:
+def all_commands(mode: Mode, checkpoint: str = "zero3/checkpoints/last.ckpt") -> dict[str, list[str]]:
     """Every train.py command of the check by run name (less the folders ``Context.train`` adds)."""
     stop = mode.stop_at
     return {
