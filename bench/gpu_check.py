@@ -19,11 +19,11 @@ in for, and said so in the report):
   deepspeed           ZeRO-2 and ZeRO-3 (gpt_mini, fp32, no dropout, 30 steps) against strategy=auto;
                       ZeRO-3 stopped by SIGTERM and resumed with resume=auto; ZeRO-3 with peft=lora
   fsdp                strategy=fsdp with param_dtype=bfloat16, and with meta_init=true
+  exact_resume        gpt_mini bf16-mixed with dropout, SIGTERM at step 15, resume=auto: its losses
+                      against the uninterrupted run's
   peft_memory         bert_base fine-tuning at 8 x 128 and 32 x 512: full vs lora, prefix, adapter
                       (torch.cuda.max_memory_allocated; target <= 0.35x of full fine-tuning)
   decoding            gpt2_small greedy, 256 new tokens: KV cache against transformers' generate()
-  exact_resume        gpt_mini bf16-mixed with dropout, SIGTERM at step 15, resume=auto: its losses
-                      against the uninterrupted run's
 
 MFU: the ThroughputMonitor's FLOP/s per device (lmforge's flops_per_token, 6 N + 12 L d T a token)
 over the GPU's dense bf16 peak, for an H200 989.4 TFLOP/s (``gpu_check_steps.bf16_peak`` says why not
@@ -40,6 +40,7 @@ import datetime
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -47,7 +48,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gpu_check_runs import Context, Outcome, read_json, run_command, tail
+from gpu_check_runs import Context, Outcome, read_json, run_command, stop_commands_and_exit, tail
 from gpu_check_steps import DRY, GPU, STEPS, Mode, Step
 
 REPORT, FIGURES, LOG = "gpu-check.md", "gpu-check.json", "gpu-check.log"
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--step", help=argparse.SUPPRESS)  # one step, in this process
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, stop_commands_and_exit)  # no run outlives the check
     mode = DRY if args.dry else GPU
     work = args.work or Path(tempfile.mkdtemp(prefix="lmforge-gpu-check."))
     if args.step:

@@ -24,7 +24,10 @@ from typing import Any
 from gpu_check_runs import Context, Outcome, Run, compare_losses, fmt
 
 H200_BF16_PEAK = 989.4e12  # dense bf16 FLOP/s of an H200 SXM (the H100 SXM's), NVIDIA's datasheets
-CURVE_TOLERANCE = 1e-3  # ZeRO-2/3 against strategy=auto in fp32: a step's loss, relative
+# ZeRO-2/3 against strategy=auto in fp32, a step's loss, relative: DeepSpeed's engine itself (stage 0
+# too) trained a 1-layer GPT on the CPU within 8e-4 of plain torch over 30 AdamW steps, its stages
+# identical to each other (a probe of deepspeed.initialize outside Lightning, 2026-12-04)
+CURVE_TOLERANCE = 1e-2
 FSDP_BF16_TOLERANCE = 5e-2  # FSDP computing in bf16 against the fp32 reference run
 SAME_BUILD_TOLERANCE = 1e-5  # meta_init against a full build (one process: the same weights)
 RESUME_TOLERANCE = 1e-4  # a resumed run against the uninterrupted one (bit-identical where deterministic)
@@ -55,8 +58,11 @@ class Mode:
     shapes: dict[str, Shape]  # by preset; "curve": gpt_mini's strategy comparisons and exact resume
     stop_at: int  # the step a SIGTERM stops a run at (ZeRO-3 resume, exact resume)
     lora_steps: int
+    lora_rank: int
     peft_preset: str
-    peft_shapes: tuple[tuple[int, int], ...]  # (sequences, tokens) of the tuning-method memory cases
+    peft_shapes: tuple[
+        tuple[int, int], ...
+    ]  # (sequences, tokens) of the memory cases; checkpointing: the first
     decode: dict[str, Any]  # settings of bench/decode_vs_hf.py
     budget: float  # seconds for all the steps together
     min_start: float  # a step starts only with this many seconds of the budget left
@@ -86,9 +92,12 @@ GPU = Mode(
     },
     stop_at=15,
     lora_steps=10,
+    # each LoRA matrix 512 x 256 = 131,072 numbers (a rank-64 LoRA of a 2048-wide model): past the
+    # 1e5 under which ZeRO-3 keeps a tensor whole (DeepSpeed's param persistence threshold)
+    lora_rank=512,
     peft_preset="bert_base",
     peft_shapes=((8, 128), (32, 512)),
-    decode={"models": ["gpt2_small"], "vocab_size": 50257, "new_tokens": 256, "repeats": 3},
+    decode={"models": ["gpt2_small"], "vocab_size": 50257, "new_tokens": 256, "repeats": 2},
     budget=480,
     min_start=20,
 )
@@ -105,6 +114,7 @@ DRY = Mode(
     },
     stop_at=3,
     lora_steps=2,
+    lora_rank=8,
     peft_preset="bert_tiny",
     peft_shapes=((2, 16),),
     decode={"models": ["gpt_tiny"], "vocab_size": 512, "new_tokens": 8, "repeats": 1},
@@ -205,7 +215,7 @@ def data_overrides(mode: Mode, preset: str) -> list[str]:
 
 def all_commands(mode: Mode, checkpoint: str = "zero3/checkpoints/last.ckpt") -> dict[str, list[str]]:
     """Every train.py command of the check by run name (less the folders ``Context.train`` adds)."""
-    stop = mode.stop_at
+    stop, lora = mode.stop_at, ("peft=lora", f"peft.rank={mode.lora_rank}")
     return {
         "data_bpe": data_overrides(mode, "gpt_mini"),
         "data_wordpiece": data_overrides(mode, "bert_small"),
@@ -215,12 +225,12 @@ def all_commands(mode: Mode, checkpoint: str = "zero3/checkpoints/last.ckpt") ->
         # on the GPU the MLM + NSP batches are built by worker processes (masking costs CPU time)
         "bert_base": throughput_overrides(mode, "bert_base", *([] if mode.dry else ["data.num_workers=4"])),
         "reference": curve_overrides(mode, "auto"),
-        "lora_auto": curve_overrides(mode, "auto", "peft=lora", steps=mode.lora_steps),
+        "lora_auto": curve_overrides(mode, "auto", *lora, steps=mode.lora_steps),
         "zero2": curve_overrides(mode, mode.zero(2)),
         "zero3": curve_overrides(mode, mode.zero(3), *sigterm_at(stop)),
         "zero3.resumed": curve_overrides(mode, mode.zero(3), "resume=auto"),
         "zero3_ckpt_path": curve_overrides(mode, mode.zero(3), f"ckpt_path={checkpoint}"),
-        "zero3_lora": curve_overrides(mode, mode.zero(3), "peft=lora", steps=mode.lora_steps),
+        "zero3_lora": curve_overrides(mode, mode.zero(3), *lora, steps=mode.lora_steps),
         "fsdp_bf16": curve_overrides(mode, "fsdp", "trainer.strategy.param_dtype=bfloat16"),
         "fsdp_bf16_meta": curve_overrides(
             mode, "fsdp", "trainer.strategy.param_dtype=bfloat16", "trainer.strategy.meta_init=true"
@@ -464,10 +474,12 @@ def check_method_weights(
     out: Outcome, run: Run, what: str, like: dict[str, tuple[int, ...]] | None = None
 ) -> dict[str, tuple[int, ...]]:
     """The run saved its tuning method's weights alone (``peft/``): tensors none of which is empty,
-    under 5 % of the model's parameters; with ``like``, the names and shapes another run saved."""
+    as many numbers as train (``result.json``; a ZeRO-3 run counts its partitions there, so it is
+    given ``like``: the names and shapes a run under strategy=auto saved)."""
     shapes = peft_files(run.folder / "peft")
     numbers = sum(math.prod(shape) for shape in shapes.values())
-    parameters = run.result().get("parameters") or 0
+    result = run.result()
+    trainable = round(result.get("trainable_pct", 0) * result.get("parameters", 0) / 100)
     out.figures[f"{what}_saved_tensors"] = len(shapes)
     out.figures[f"{what}_saved_numbers"] = numbers
     empty = [key for key, shape in shapes.items() if math.prod(shape) == 0]
@@ -476,11 +488,11 @@ def check_method_weights(
         bool(shapes) and not empty,
         f"{len(shapes)} tensors, {numbers:,} numbers" + (f"; empty: {empty[:3]}" if empty else ""),
     )
-    if parameters:
+    if like is None:
         out.check(
-            f"{what}: the saved tensors are the method's alone (under 5 % of the model's parameters)",
-            numbers < 0.05 * parameters,
-            f"{numbers:,} of {parameters:,}",
+            f"{what}: the saved tensors are the trained ones alone",
+            abs(numbers - trainable) <= 1,
+            f"{numbers:,} saved, {trainable:,} of {result.get('parameters', 0):,} parameters train",
         )
     if like is not None:
         out.check(f"{what}: the same names and shapes as under strategy=auto", shapes == like)
@@ -507,7 +519,9 @@ def step_deepspeed(ctx: Context, out: Outcome) -> None:
             out, "zero2", "ZeRO-2 against auto", reference.losses(), zero2.losses(), CURVE_TOLERANCE
         )
         out.figures["zero2_tokens_per_s"] = zero2.last("train/device/items_per_sec")
-    zero3_resume(ctx, out, reference.losses())
+    zero3 = zero3_resume(ctx, out, reference.losses())
+    if zero2.ok and zero3:  # two ways of one computation on one GPU: how far apart the stages are
+        compare_losses(out, "zero3_zero2", "ZeRO-3 against ZeRO-2", zero2.losses(), zero3, None)
     zero3_lora = ctx.train("zero3_lora", commands["zero3_lora"], cap=150)
     if out.run_ok(zero3_lora):
         check_method_weights(out, zero3_lora, "zero3_lora", like=auto_shapes)
@@ -518,18 +532,19 @@ def step_deepspeed(ctx: Context, out: Outcome) -> None:
     )
 
 
-def zero3_resume(ctx: Context, out: Outcome, expected: dict[int, str]) -> None:
+def zero3_resume(ctx: Context, out: Outcome, expected: dict[int, str]) -> dict[int, str]:
     """ZeRO-3 stopped by SIGTERM at ``stop_at`` (its checkpoint is a DeepSpeed folder), then
-    ``resume=auto`` in the same folder; should that start over, an explicit ``ckpt_path`` is tried."""
+    ``resume=auto`` in the same folder; should that start over, an explicit ``ckpt_path`` is tried.
+    Returns the losses of the whole ZeRO-3 curve ({} when it did not run to the end)."""
     commands, stop = all_commands(ctx.mode), ctx.mode.stop_at
     first = ctx.train("zero3", commands["zero3"], cap=150)
     if not out.run_ok(first, f"ZeRO-3 sent SIGTERM at step {stop} saves and exits with status 0"):
-        return
+        return {}
     checkpoint = first.folder / "checkpoints" / "last.ckpt"
     out.check("ZeRO-3: checkpoints/last.ckpt was written", checkpoint.exists())
     rest = ctx.train("zero3", commands["zero3.resumed"], cap=150, log_name="zero3.resumed")
     if not out.run_ok(rest):
-        return
+        return {}
     start = rest.first_step()
     out.figures["zero3_resumed_at_step"] = start
     if out.check(
@@ -539,7 +554,7 @@ def zero3_resume(ctx: Context, out: Outcome, expected: dict[int, str]) -> None:
         compare_losses(
             out, "zero3", "ZeRO-3 stopped and resumed against auto", expected, both, CURVE_TOLERANCE
         )
-        return
+        return both
     compare_losses(
         out, "zero3", "ZeRO-3 (run again from step 0) against auto", expected, rest.losses(), CURVE_TOLERANCE
     )
@@ -551,6 +566,7 @@ def zero3_resume(ctx: Context, out: Outcome, expected: dict[int, str]) -> None:
         out.check(
             "ZeRO-3: ckpt_path= goes on from the checkpoint", went_on == stop, f"it went on at step {went_on}"
         )
+    return rest.losses()
 
 
 def step_fsdp(ctx: Context, out: Outcome) -> None:
@@ -595,20 +611,24 @@ def step_peft_memory(ctx: Context, out: Outcome) -> None:
 
     device = "cuda" if ctx.cuda else "cpu"
     methods = ("none", *TUNED)
+    cases = [
+        (shape, checkpointing, method)
+        for index, shape in enumerate(ctx.mode.peft_shapes)
+        for checkpointing in ((False, True) if index == 0 else (False,))
+        for method in methods
+    ]
     rows = []
-    for batch, seq_len in ctx.mode.peft_shapes:
-        for checkpointing in (False, True):
-            for method in methods:
-                if ctx.time_left() < 10:
-                    out.skip_part(f"{method} at {batch} x {seq_len}", "out of time")
-                    continue
-                row = peft_memory.measure(
-                    method, checkpointing, 2, batch, seq_len, preset=ctx.mode.peft_preset, device=device
-                )
-                rows.append({**row, "shape": f"{batch}x{seq_len}"})
-                gc.collect()  # the case's tensors go before the next one starts counting
-                if ctx.cuda:
-                    torch.cuda.empty_cache()
+    for (batch, seq_len), checkpointing, method in cases:
+        if ctx.time_left() < 10:
+            out.skip_part(f"{method} at {batch} x {seq_len}", "out of time")
+            continue
+        row = peft_memory.measure(
+            method, checkpointing, 2, batch, seq_len, preset=ctx.mode.peft_preset, device=device
+        )
+        rows.append({**row, "shape": f"{batch}x{seq_len}"})
+        gc.collect()  # the case's tensors go before the next one starts counting
+        if ctx.cuda:
+            torch.cuda.empty_cache()
     full = {row["shape"]: row["peak"] for row in rows if row["method"] == "none" and not row["checkpointing"]}
     peak = (
         "GiB of GPU memory allocated (max_memory_allocated, from the case's start)"
@@ -638,8 +658,7 @@ def step_peft_memory(ctx: Context, out: Outcome) -> None:
             f"{row['trainable'] / row['total']:.2%} | {row['peak'] / 2**30:.2f} | {fmt(ratio, '.2f')}x | "
             f"{target} |"
         )
-    cases = len(ctx.mode.peft_shapes) * 2 * len(methods)
-    out.check("every case ran", len(rows) == cases, f"{len(rows)} of {cases} cases")
+    out.check("every case ran", len(rows) == len(cases), f"{len(rows)} of {len(cases)} cases")
     shape = f"{ctx.mode.peft_shapes[0][0]}x{ctx.mode.peft_shapes[0][1]}"
     ratios = ", ".join(f"{m} {fmt(out.figures.get(f'{m}_{shape}_ratio'), '.2f')}x" for m in TUNED)
     out.headline = f"{shape}: {ratios} of full fine-tuning"
@@ -712,7 +731,7 @@ STEPS = (
     Step("bert_base", "bert_base MLM + NSP, bf16-mixed", 120, throughput_step("bert_base", "bert_base", 110)),
     Step("deepspeed", "DeepSpeed ZeRO-2 and ZeRO-3 on one GPU", 300, step_deepspeed),
     Step("fsdp", "FSDP2 on one GPU: param_dtype=bfloat16, meta_init", 150, step_fsdp),
+    Step("exact_resume", "Exact resume after SIGTERM", 150, step_exact_resume),
     Step("peft_memory", "Memory of fine-tuning by tuning method", 150, step_peft_memory),
     Step("decoding", "Greedy decoding: KV cache against transformers' generate()", 150, step_decoding),
-    Step("exact_resume", "Exact resume after SIGTERM", 150, step_exact_resume),
 )

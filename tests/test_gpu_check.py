@@ -125,19 +125,25 @@ def test_losses_agree_within_the_tolerance_and_every_step_must_be_there():
 def saved_method(folder: Path, tensors: dict[str, torch.Tensor]) -> Run:
     (folder / "peft").mkdir(parents=True)
     save_file(tensors, str(folder / "peft" / "adapter_model.safetensors"))
-    (folder / "result.json").write_text(json.dumps({"parameters": 100_000}))
+    (folder / "result.json").write_text(json.dumps({"parameters": 100_000, "trainable_pct": 0.512}))
     return Run("lora", folder, folder / "log", 0, 1.0)
 
 
-def test_saved_method_weights_are_checked_for_empty_shards_and_the_names_of_a_full_run(tmp_path):
+def test_saved_method_weights_are_the_trained_ones_none_empty_and_shaped_as_without_sharding(tmp_path):
     whole = {"blocks.0.attn.lora_a": torch.zeros(8, 32), "blocks.0.attn.lora_b": torch.zeros(32, 8)}
     out = Outcome()
     shapes = steps.check_method_weights(out, saved_method(tmp_path / "auto", whole), "auto")
-    assert not out.failed and out.figures["auto_saved_numbers"] == 512
+    assert not out.failed and out.figures["auto_saved_numbers"] == 512  # 0.512 % of 100,000 train
+    more = Outcome()  # a checkpoint of more than the method's weights
+    steps.check_method_weights(
+        more, saved_method(tmp_path / "more", {**whole, "wte": torch.zeros(8, 8)}), "more"
+    )
+    assert [check["ok"] for check in more.checks] == [True, False]
     # what a ZeRO-3 run would save without gathering its partitioned parameters first
+    empty = Outcome()
     partitioned = {name: torch.zeros(0) for name in whole}
-    steps.check_method_weights(out, saved_method(tmp_path / "zero3", partitioned), "zero3", like=shapes)
-    assert [check["ok"] for check in out.checks[-3:]] == [False, True, False]
+    steps.check_method_weights(empty, saved_method(tmp_path / "zero3", partitioned), "zero3", like=shapes)
+    assert [check["ok"] for check in empty.checks] == [False, False]
 
 
 def test_mfu_is_measured_against_the_h200s_dense_bf16_rate(monkeypatch):
