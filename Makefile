@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune train test test-all bench bench-extra lint format clean
+.PHONY: help venv data-debian data-finetune train test test-all bench bench-extra gpu-wheels gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +63,12 @@ bench-extra: $(STAMP) ## lmforge's own speed choices side by side (sparse MLM he
 	$(TEST_ENV) $(PY) bench/pretraining_speed.py
 	$(TEST_ENV) $(PY) bench/pretraining_baselines.py
 	$(PY) bench/allocator_speed.py
+
+gpu-wheels: $(STAMP) ## the wheels a GPU machine without a network lacks (hydra, deepspeed ...; Python 3.12) into gpu_wheels/
+	bash scripts/gpu_wheels.sh gpu_wheels $(PY)
+
+gpu-check: ## on a CUDA GPU: scripts/gpu_check.sh into gpu-check/ (docs/gpu-check.md; GPU_CHECK_DRY=1: on the CPU)
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash scripts/gpu_check.sh gpu-check
 
 lint: $(STAMP) ## run the pre-commit hooks on every file
 	$(VENV)/bin/pre-commit run --all-files

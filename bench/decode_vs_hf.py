@@ -19,8 +19,9 @@ agrees, unless two scores tie within float error, in which case the first differ
 reported (not an error).
 
 Usage: OMP_NUM_THREADS=1 python bench/decode_vs_hf.py [--models gpt_mini llama_mini]
-       [--new-tokens 256] [--prompt-tokens 32] [--vocab-size 8192] [--repeats 5]
-Writes bench/results/decode.md (``common.write_section``) and prints it.
+       [--new-tokens 256] [--prompt-tokens 32] [--vocab-size 8192] [--repeats 5] [--device cpu]
+Writes bench/results/decode.md (``common.write_section``) and prints it. ``bench/gpu_check.py`` calls
+``measure_model`` with ``--device cuda`` settings (on a GPU each call's end waits for its tokens).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def our_model(name: str, vocab_size: int) -> torch.nn.Module:
     return build_backbone(instantiate(model_settings(name, vocab_size=vocab_size))).eval()
 
 
+def decoding_settings(**overrides: object) -> argparse.Namespace:
+    """This script's settings (its command-line defaults) with ``overrides``, for callers that import it."""
+    return parser().parse_args([], argparse.Namespace(**overrides))
+
+
 def hf_reference(model: torch.nn.Module) -> torch.nn.Module:
     """The Hugging Face model holding ``model``'s weights (``common.hf_twin``), in eval mode."""
     import transformers
@@ -65,9 +71,13 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), None)
 
 
-def bench_model(name: str, args: argparse.Namespace) -> list[str]:
+def measure_model(name: str, args: argparse.Namespace) -> dict:
+    """Time the four ways on ``args.device``: tokens/s and seconds per run by way, and where each
+    way's continuation first differs from lmforge's with the cache (None: identical)."""
+    device = torch.device(args.device)
     model = our_model(name, args.vocab_size)
-    twin = hf_reference(model)
+    twin = hf_reference(model).to(device)
+    model.to(device)
     prompt = torch.randint(
         0, args.vocab_size, (1, args.prompt_tokens), generator=torch.Generator().manual_seed(1)
     )
@@ -81,8 +91,8 @@ def bench_model(name: str, args: argparse.Namespace) -> list[str]:
         def run() -> list[int]:
             with torch.inference_mode():
                 out = twin.generate(
-                    prompt,
-                    attention_mask=torch.ones_like(prompt),
+                    prompt.to(device),
+                    attention_mask=torch.ones_like(prompt, device=device),
                     do_sample=False,
                     max_new_tokens=new,
                     min_new_tokens=new,
@@ -102,15 +112,25 @@ def bench_model(name: str, args: argparse.Namespace) -> list[str]:
             start = time.perf_counter()
             outputs[way] = run()
             times[way].append(time.perf_counter() - start)
-    rate = {way: args.new_tokens / statistics.median(times[way]) for way in WAYS}
+    c = model.config
+    return {
+        "model": name,
+        "shape": f"{c.n_layers} layers x {c.d_model}, {c.n_heads} heads ({c.kv_heads} key/value)",
+        "parameters": model.num_parameters(),
+        "tokens_per_s": {way: new / statistics.median(times[way]) for way in WAYS},
+        "seconds": times,
+        "first_difference": {way: first_difference(outputs[WAYS[0]], outputs[way]) for way in WAYS[1:]},
+    }
+
+
+def model_lines(result: dict, args: argparse.Namespace) -> list[str]:
+    """One model's section: the table of the four ways, the ratios against the targets, agreement."""
+    rate, times = result["tokens_per_s"], result["seconds"]
     vs_hf = rate[WAYS[0]] / rate[WAYS[2]]
     vs_no_cache = rate[WAYS[0]] / rate[WAYS[1]]
-
-    params = model.num_parameters() / 1e6
-    c = model.config
     lines = [
-        f"### `{name}`: {c.n_layers} layers x {c.d_model}, {c.n_heads} heads ({c.kv_heads} key/value), "
-        f"vocabulary {args.vocab_size}, {params:.1f} M parameters",
+        f"### `{result['model']}`: {result['shape']}, vocabulary {args.vocab_size}, "
+        f"{result['parameters'] / 1e6:.1f} M parameters",
         "",
         "| way | tokens/s (median) | seconds per run | runs (s) |",
         "|---|---:|---:|---|",
@@ -124,34 +144,37 @@ def bench_model(name: str, args: argparse.Namespace) -> list[str]:
         f"- KV cache against our decoding without it: {verdict(vs_no_cache, TARGET_VS_NO_CACHE)}",
         f"- HF `generate()` with its cache against without: {rate[WAYS[2]] / rate[WAYS[3]]:.2f}x",
     ]
-    reference = outputs[WAYS[0]]
-    for way in WAYS[1:]:
-        where = first_difference(reference, outputs[way])
+    for way, where in result["first_difference"].items():
         agree = "identical" if where is None else f"first differs at new token {where}"
         lines.append(f"- continuation of {way} against lmforge, KV cache: {agree}")
     return lines
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["gpt_mini", "llama_mini"])
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=8192, help="the default runs' tokenizer size")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    return parser
 
+
+def main() -> None:
+    args = parser().parse_args()
+    where = "CPU" if args.device == "cpu" else torch.cuda.get_device_name(args.device)
     lines = [
         "## Greedy decoding: KV cache against `generate()` and against no cache",
         "",
-        f"`{command()}` ({torch.get_num_threads()} thread(s), torch {torch.__version__}, fp32, CPU). "
+        f"`{command()}` ({torch.get_num_threads()} thread(s), torch {torch.__version__}, fp32, {where}). "
         f"Batch 1, a prompt of {args.prompt_tokens} random tokens, {args.new_tokens} new tokens (greedy, "
         f"no early stop); the same weights on both sides; warm-up, then the four ways alternate, "
         f"median of {args.repeats} runs. Tokens/s = new tokens / the whole call's time.",
         "",
     ]
     for name in args.models:
-        lines += [*bench_model(name, args), ""]
+        lines += [*model_lines(measure_model(name, args), args), ""]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines.append(f"Load average at the end (1, 5, 15 min): {load}; above 1 per core, other work shared it.")
     write_section("decode", "\n".join(lines))

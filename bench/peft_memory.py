@@ -17,6 +17,9 @@ at most 1 % of the parameters train (the pooler and classifier alone are 0.54 %;
 reparameterisation MLP trains too, 9.5 M parameters at ``hidden=512``, so it is off here; adapters get
 an 8-wide bottleneck instead of 64). Each case runs with and without ``model.activation_checkpointing``.
 
+On a CUDA GPU (``measure(..., device="cuda")``, as ``bench/gpu_check.py`` calls it) the figure is
+``torch.cuda.max_memory_allocated`` instead: the tensors alone, counted from the case's start.
+
 Usage: OMP_NUM_THREADS=1 python bench/peft_memory.py [--steps 3] [--batch-size 8] [--seq-len 128]
 """
 
@@ -60,8 +63,18 @@ def peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status (this benchmark needs Linux)")
 
 
-def measure(method: str, checkpointing: bool, steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
-    """One case, in this process: build, train ``steps`` steps, report the peak."""
+def measure(
+    method: str,
+    checkpointing: bool,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    preset: str = "bert_base",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """One case, in this process: build, train ``steps`` steps, report the peak. On the CPU the peak
+    is the process's resident set (give each case a fresh process); on a CUDA device it is the most
+    memory allocated to tensors since the case started (the previous case's tensors must be freed)."""
     import torch
     import torch.nn.functional as F
     from omegaconf import OmegaConf
@@ -70,29 +83,40 @@ def measure(method: str, checkpointing: bool, steps: int, batch_size: int, seq_l
     from lmforge.peft import parameter_counts
     from lmforge.tasks.classification import SequenceClassification
 
+    on = torch.device(device)
+    if on.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(on)
+        held_before = torch.cuda.memory_allocated(on)
+
+        def peak() -> int:
+            return torch.cuda.max_memory_allocated(on) - held_before
+    else:
+        peak = peak_rss
+
     torch.manual_seed(0)
     peft = {
         **OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "peft" / f"{method}.yaml")),
         **SETTINGS[method],
     }
-    model = model_settings("bert_base", activation_checkpointing=checkpointing)
+    model = model_settings(preset, activation_checkpointing=checkpointing)
     task = SequenceClassification(model, {}, {"lr": 1e-4}, ["a", "b"], peft)
-    task.train()
+    task.to(on).train()
     optimizer = build_optimizer(task, task.optim)
-    built = peak_rss()
+    built = peak()
     vocab = task.config.vocab_size
     for step in range(steps):
         generator = torch.Generator().manual_seed(step)
-        input_ids = torch.randint(5, vocab, (batch_size, seq_len), generator=generator)
+        input_ids = torch.randint(5, vocab, (batch_size, seq_len), generator=generator).to(on)
+        labels = torch.randint(0, 2, (batch_size,), generator=generator).to(on)
         logits = task(input_ids, torch.ones_like(input_ids), torch.zeros_like(input_ids))
-        F.cross_entropy(logits.float(), torch.randint(0, 2, (batch_size,), generator=generator)).backward()
+        F.cross_entropy(logits.float(), labels).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     trainable, total = parameter_counts(task)
     return {
         "method": method,
         "checkpointing": checkpointing,
-        "peak": peak_rss(),
+        "peak": peak(),
         "built": built,
         "trainable": trainable,
         "total": total,

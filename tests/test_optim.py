@@ -78,3 +78,13 @@ def test_a_run_bounded_by_max_time_stops_there_at_the_end_of_its_schedule(make_c
     assert len(rates) > 20  # it trained for the budget, not a fixed number of steps
     assert max(rates) > 0.9 * peak  # it warmed up to the peak
     assert rates[-1] < 0.05 * peak  # and decayed to the floor as the time ran out
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_a_run_clips_its_gradients_in_mixed_precision_too(make_cfg, precision):
+    # Lightning refuses to clip the gradients of a fused AdamW under mixed precision (found by the GPU
+    # check's dry run: trainer=gpu, bf16-mixed with clipping, failed at its first step)
+    cfg = make_cfg(f"precision={precision}", "trainer.gradient_clip_val=0.5", "trainer.max_steps=2")
+    train(cfg)
+    losses = [row["train/loss"] for row in metrics(Path(cfg.paths.output_dir)) if "train/loss" in row]
+    assert losses and all(math.isfinite(loss) for loss in losses)
