@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
-from lmforge.hf import family_for_config
-from lmforge.hf.mapping import export_state
+from lmforge.io.hf import family_for_config
+from lmforge.io.hf.mapping import export_state
 from lmforge.run.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def hf_twin(
     reference: type[nn.Module], config: Any, state: dict[str, Any], heads: set[str], **settings: Any
 ) -> nn.Module:
     """A ``transformers`` model of class ``reference`` holding our weights ``state`` (keys of our
-    checkpoints: ``backbone.``, heads), its config made by ``lmforge.hf`` from our ``config`` and the
+    checkpoints: ``backbone.``, heads), its config made by ``lmforge.io.hf`` from our ``config`` and the
     ``heads`` it carries, with ``settings`` on top; SDPA attention. Refuses weights that do not line up."""
     family = family_for_config(config)
     hf_config = {**family.config_to_hf(config, heads), **settings}

@@ -4,7 +4,7 @@ lmforge without the cache, side by side in one process.
 For each preset (``conf/model/<model>.yaml``, vocabulary ``--vocab-size``, randomly initialised:
 speed does not depend on the weights) the Hugging Face model (``GPT2LMHeadModel`` /
 ``LlamaForCausalLM``, ``attn_implementation="sdpa"``) is our model exported through
-``lmforge.hf`` (the same weights), so the four ways decode the same prompt (batch 1, fp32, eval) to
+``lmforge.io.hf`` (the same weights), so the four ways decode the same prompt (batch 1, fp32, eval) to
 the same continuation:
 
   lmforge, KV cache       ``lmforge.models.decoding.generate(use_cache=True)``: a preallocated cache
@@ -36,7 +36,7 @@ import torch
 from common import command, hf_twin, model_settings, verdict, write_section
 from hydra.utils import instantiate
 
-from lmforge.hf import family_for_config
+from lmforge.io.hf import family_for_config
 from lmforge.models import build_backbone
 from lmforge.models.decoding import generate
 

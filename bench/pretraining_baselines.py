@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from lmforge.data.bert_dataset import BertPretrainingDataset
-from lmforge.data.tokenizer import special_ids
+from lmforge.io.tokenizers import special_ids
 from lmforge.objectives.nsp import NOT_NEXT
 from lmforge.run.config import register_resolvers
 

@@ -1,7 +1,7 @@
 """Training-step throughput of lmforge's models against Hugging Face ``transformers``, side by side.
 
 For each preset and sequence length, one process builds our task and the Hugging Face model of the
-same shape (``attn_implementation="sdpa"``, the same weights, copied through ``lmforge.hf``), gives
+same shape (``attn_implementation="sdpa"``, the same weights, copied through ``lmforge.io.hf``), gives
 both the same batches, and times forward + backward + AdamW step, alternating the two step by step
 after a warm-up so that both see the same machine state. Figures are tokens per second at the median
 step time.

@@ -15,14 +15,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 
+from lmforge.cli.export import export
+from lmforge.cli.export import main as export_main
 from lmforge.cli.merge import main as merge_main
 from lmforge.cli.train import train
 from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
-from lmforge.hf import derive_model_config, load_backbone, pretrained_tokenizer
-from lmforge.hf.export import export
-from lmforge.hf.export import main as export_main
-from lmforge.models import BertConfig as OurBertConfig
+from lmforge.io.hf import derive_model_config, load_backbone, pretrained_tokenizer
+from lmforge.io.init_from import check_init_from
 from lmforge.models.decoding import generate
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
 from lmforge.run.load import load_task
@@ -240,7 +240,7 @@ def test_unsupported_architecture_missing_files_and_wrong_shapes_are_named(tmp_p
     with pytest.raises(ConfigError, match=r"holds no config\.json"):
         load_backbone(tmp_path)
     with pytest.raises(ConfigError, match=r"holds no config\.json"):
-        OurBertConfig(init_from=f"hf:{tmp_path}")
+        check_init_from(f"hf:{tmp_path}")  # what the run spec checks before any work
 
 
 def test_unexpected_and_missing_tensors_are_listed(tmp_path):

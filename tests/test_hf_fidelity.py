@@ -18,12 +18,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lmforge.cli.export import main as export_main
 from lmforge.cli.train import train
 from lmforge.data.tokenized import TokenizedCorpus
-from lmforge.data.tokenizer import PAD, TokenizerSettings
+from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
-from lmforge.hf import check_folder, load_backbone
-from lmforge.hf.export import main as export_main
+from lmforge.io.hf import check_folder, load_backbone
+from lmforge.io.tokenizers import PAD
 from lmforge.models.feedforward import ACTIVATIONS
 from lmforge.objectives import MaskedLMHead
 from lmforge.run.load import load_task

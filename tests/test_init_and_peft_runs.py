@@ -13,6 +13,7 @@ from lmforge.cli.train import train
 from lmforge.errors import ConfigError
 from lmforge.run.checks import build
 from lmforge.run.load import load_task
+from lmforge.run.spec import resolve
 
 from .conftest import SHORT
 
@@ -92,7 +93,7 @@ def test_init_strict_false_loads_what_fits_and_says_what_it_skipped(make_cfg, pr
 
 def test_init_from_a_missing_file_names_the_key(make_cfg):
     with pytest.raises(ConfigError, match=r"model\.init_from=nowhere\.ckpt is not a file"):
-        build(make_cfg("model.init_from=nowhere.ckpt").model)
+        resolve(make_cfg("model.init_from=nowhere.ckpt"))
 
 
 def test_a_method_that_trains_nothing_is_refused(make_cfg):

@@ -27,9 +27,10 @@ from lmforge.data.labeled import (
 )
 from lmforge.data.labeled.encoding import fit_pair
 from lmforge.data.labeled.splits import grouped_split, stratified_split
-from lmforge.data.tokenizer import CLS, END_OF_TEXT, PAD, SEP, TokenizerSettings
+from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
 from lmforge.io.checkpoints import read_checkpoint
+from lmforge.io.tokenizers import CLS, END_OF_TEXT, PAD, SEP
 from lmforge.run.spec import resolve
 
 from .conftest import prepare_script

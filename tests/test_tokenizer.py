@@ -8,15 +8,9 @@ from tokenizers import Tokenizer, models
 from lmforge.data import MaskedLMDataModule
 from lmforge.data.corpus import TextFilesCorpus
 from lmforge.data.tokenized import sentence_texts
-from lmforge.data.tokenizer import (
-    END_OF_TEXT,
-    SPECIAL_TOKENS,
-    TokenizerSettings,
-    load_tokenizer,
-    train_bpe,
-    train_wordpiece,
-)
+from lmforge.data.tokenizer import TokenizerSettings, train_bpe, train_wordpiece
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import END_OF_TEXT, SPECIAL_TOKENS, load_tokenizer
 
 from .conftest import CORPUS
 

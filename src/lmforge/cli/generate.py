@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig
 
 from lmforge.cli.errors import exit_on_config_error
-from lmforge.data.tokenizer import end_of_text_id
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import end_of_text_id
 from lmforge.models.decoding import SamplingSettings, fill_mask, generate
 from lmforge.run.config import CONFIG_DIR
 from lmforge.run.load import load_task

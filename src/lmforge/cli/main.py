@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("lmforge.cli.prepare", "train the tokenizer and tokenise a corpus ahead of training"),
     "sweep": ("lmforge.cli.sweep", "run or continue an Optuna study over train's config"),
     "merge": ("lmforge.cli.merge", "fold a LoRA or IA3 checkpoint into a plain model"),
-    "export": ("lmforge.hf.export", "write a checkpoint as a Hugging Face model folder"),
+    "export": ("lmforge.cli.export", "write a checkpoint as a Hugging Face model folder"),
     "consolidate": ("lmforge.cli.consolidate", "gather an FSDP checkpoint folder into one file"),
     "plot": ("lmforge.cli.plot", "draw training curves of runs from their CSV logs"),
     "summary": ("lmforge.cli.summary", "write a multirun's summary table and plot again"),

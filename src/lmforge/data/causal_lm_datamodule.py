@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 from lmforge.data.corpus.base import Corpus
 from lmforge.data.corpus_datamodule import CorpusDataModule
 from lmforge.data.packing import BlockSampler, PackedBlocks, PackedStream
-from lmforge.data.tokenizer import end_of_text_id
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import end_of_text_id
 
 log = logging.getLogger(__name__)
 

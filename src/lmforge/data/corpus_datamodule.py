@@ -22,11 +22,8 @@ from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShardedSampler
 from lmforge.data.text_datamodule import TextDataModule
 from lmforge.data.tokenized import DEFAULT_SHARD_TOKENS, FORMAT_VERSION, TokenizedCorpus
-from lmforge.data.tokenizer import (
-    load_tokenizer,
-    save_tokenizer,
-)
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import load_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from lmforge.data.corpus.base import Corpus
 from lmforge.data.corpus_datamodule import CorpusDataModule
 from lmforge.data.masking import MaskedLMCollator
 from lmforge.data.sampler import LengthGroupedSampler
-from lmforge.data.tokenizer import special_ids
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import special_ids
 
 log = logging.getLogger(__name__)
 

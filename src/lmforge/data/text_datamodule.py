@@ -9,13 +9,9 @@ from typing import Any
 import lightning.pytorch as pl
 from tokenizers import Tokenizer
 
-from lmforge.data.tokenizer import (
-    TokenizerSettings,
-    check_special_tokens,
-    tokenizer_kind,
-    without_padding_and_truncation,
-)
+from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import check_special_tokens, tokenizer_kind, without_padding_and_truncation
 
 
 class TextDataModule(pl.LightningDataModule):

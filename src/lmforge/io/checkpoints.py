@@ -17,6 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import without_padding_and_truncation
 
 # What Lightning's ModelParallelStrategy (strategy=fsdp) writes beside the shards of a checkpoint folder.
 DISTRIBUTED_METADATA = "meta.pt"
@@ -65,9 +66,10 @@ def read_distributed_checkpoint(path: Path, weights: bool = True) -> dict[str, A
     return checkpoint
 
 
-def checkpoint_tokenizer(checkpoint: dict[str, Any]) -> Tokenizer | None:
-    """The tokenizer a DataModule stored in the checkpoint (its state sits under its class name)."""
+def checkpoint_tokenizer(checkpoint: dict[str, Any], source: str = "the checkpoint") -> Tokenizer | None:
+    """The tokenizer a DataModule stored in the checkpoint (its state sits under its class name), with
+    its own padding and truncation switched off (a checkpoint written before they were may hold them)."""
     for value in checkpoint.values():
         if isinstance(value, dict) and isinstance(value.get("tokenizer"), str):
-            return Tokenizer.from_str(value["tokenizer"])
+            return without_padding_and_truncation(Tokenizer.from_str(value["tokenizer"]), source)
     return None

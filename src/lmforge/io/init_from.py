@@ -1,6 +1,6 @@
 """Starting a model from one of our checkpoints (``model.init_from``): read, match, load, report.
 
-``model.init_from=hf:<folder>`` names a Hugging Face model folder instead (``lmforge.hf``): it is
+``model.init_from=hf:<folder>`` names a Hugging Face model folder instead (``lmforge.io.hf``): it is
 converted into the same layout and then matched and loaded the same way.
 
 A pretraining checkpoint holds the backbone under ``backbone.`` and its objective's heads beside it.
@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from lmforge import hf
 from lmforge.errors import ConfigError
-from lmforge.io.checkpoints import checkpoint_tokenizer, read_checkpoint
+from lmforge.io import hf
+from lmforge.io.checkpoints import checkpoint_tokenizer, is_distributed_checkpoint, read_checkpoint
 
 log = logging.getLogger("lmforge.io.init_from")
 
@@ -41,6 +42,21 @@ SHAPE_KEYS = (
     "bias",
     "tie_embeddings",
 )
+
+
+def check_init_from(path: str | None) -> None:
+    """``model.init_from`` names one of our checkpoints (a file, or a distributed checkpoint's folder)
+    or ``hf:<a folder holding config.json>``; checked before any work."""
+    if path is None:
+        return
+    if hf.is_hf(path):
+        hf.folder_of(path)  # a folder holding config.json, or a ConfigError saying which
+    elif not (Path(path).is_file() or is_distributed_checkpoint(path)):
+        raise ConfigError(
+            "model.init_from",
+            f"model.init_from={path} is not a file: give one of our checkpoints (.ckpt), e.g. "
+            "logs/pretrain/runs/<date>_<time>/checkpoints/last.ckpt, or hf:<a Hugging Face model folder>",
+        )
 
 
 def pretrained_tokenizer(path: str) -> Tokenizer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
@@ -31,7 +30,7 @@ class TransformerConfig:
     attention_dropout: float = 0.1
     norm_eps: float = 1e-12
     init_std: float = 0.02
-    init_from: str | None = None  # a checkpoint whose weights start the backbone (tasks load it)
+    init_from: str | None = None  # a checkpoint whose weights start the backbone (checked by the run's spec)
     activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
     init_strict: bool = True  # False: load a checkpoint whose backbone differs, reporting what was skipped
 
@@ -57,16 +56,6 @@ class TransformerConfig:
         for key in ("norm_eps", "init_std"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key}", f"model.{key}={getattr(self, key)} must be positive")
-        if isinstance(self.init_from, str) and self.init_from.startswith("hf:"):
-            from lmforge.hf.folder import folder_of  # late: lmforge.hf imports the models
-
-            folder_of(self.init_from)  # a folder holding config.json, or a ConfigError saying which
-        elif self.init_from is not None and not Path(self.init_from).is_file():
-            raise ConfigError(
-                "model.init_from",
-                f"model.init_from={self.init_from} is not a file: give one of our checkpoints (.ckpt), e.g. "
-                "logs/pretrain/runs/<date>_<time>/checkpoints/last.ckpt, or hf:<a Hugging Face model folder>",
-            )
 
     @property
     def head_dim(self) -> int:

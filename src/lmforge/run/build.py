@@ -17,9 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lmforge.hf import is_hf
 from lmforge.io.atomic import use_atomic_checkpoints
 from lmforge.io.checkpoints import read_checkpoint
+from lmforge.io.hf import is_hf
 from lmforge.io.init_from import pretrained_tokenizer
 from lmforge.run.checks import build
 from lmforge.run.spec import RunSpec, with_vocab_size

@@ -18,7 +18,7 @@ def load_task(ckpt_path: str, device: torch.device | str = "cpu") -> tuple[Any, 
     checkpoint = read_checkpoint(ckpt_path)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     kind = hparams.get("objective", {}).get("kind")
-    tokenizer = checkpoint_tokenizer(checkpoint)
+    tokenizer = checkpoint_tokenizer(checkpoint, ckpt_path)
     if kind not in OBJECTIVES or tokenizer is None:
         raise ConfigError("ckpt_path", f"{ckpt_path} is not a checkpoint written by lmforge's train.py")
     task = OBJECTIVES[kind].task.rebuild(hparams, tokenizer)  # the checkpoint is read once, here

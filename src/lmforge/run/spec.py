@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lmforge.data.moved import upgrade
 from lmforge.errors import ConfigError
-from lmforge.hf import check_folder, derive_model_config, is_hf
 from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
-from lmforge.io.init_from import check_shapes, checkpoint_model
+from lmforge.io.hf import check_folder, derive_model_config, is_hf
+from lmforge.io.init_from import check_init_from, check_shapes, checkpoint_model
 from lmforge.models import TransformerConfig, is_decoder, tokenizer_kind
 from lmforge.objectives.settings import ObjectiveSettings
 from lmforge.optim import OptimizerSettings
@@ -102,6 +102,7 @@ def resolve(cfg: DictConfig) -> RunSpec:
         node = derive_model_config(node)
         check_folder(node["init_from"])  # weights whole and of its shapes, a tokenizer: before any data
     model = build(OmegaConf.create(node))
+    check_init_from(model.init_from)
     entry = objective(cfg.objective.get("kind"))
     objective_settings = entry.settings(OmegaConf.to_container(cfg.objective, resolve=True))
     check_model_family(model, entry)

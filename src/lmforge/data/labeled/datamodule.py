@@ -27,11 +27,8 @@ from lmforge.data.labeled.splits import grouped_split, stratified_split
 from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShuffledSampler
 from lmforge.data.text_datamodule import TextDataModule
-from lmforge.data.tokenizer import (
-    load_tokenizer,
-    save_tokenizer,
-)
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import load_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, processors
 from torch.utils.data import Dataset
 
 from lmforge.data.labeled.examples import LabeledExample
-from lmforge.data.tokenizer import CLS, SEP, end_of_text_id, special_ids
+from lmforge.io.tokenizers import CLS, SEP, end_of_text_id, special_ids
 
 Item = tuple[np.ndarray, np.ndarray | None, int]  # token ids, segment ids (WordPiece) or None, label
 

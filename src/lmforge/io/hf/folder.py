@@ -18,8 +18,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from lmforge.data.tokenizer import CLS, END_OF_TEXT_TOKENS, SEP, UNK, end_of_text_token
 from lmforge.errors import ConfigError
+from lmforge.io.tokenizers import CLS, END_OF_TEXT_TOKENS, SEP, UNK, end_of_text_token
 
 PREFIX = "hf:"
 KEY = "model.init_from"
@@ -171,5 +171,5 @@ def check_end_of_text(tokenizer: Tokenizer, folder: Path) -> None:
             KEY,
             f"the tokenizer of {folder} has no end-of-text token ({', '.join(END_OF_TEXT_TOKENS)}): our "
             "data pipelines end texts with it, so train.py cannot fine-tune with it. Its weights still "
-            "load with lmforge.hf.load_backbone",
+            "load with lmforge.io.hf.load_backbone",
         )

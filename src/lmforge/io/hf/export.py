@@ -1,4 +1,4 @@
-"""``lmforge export <ckpt> --out DIR``: one of our models as a Hugging Face folder.
+"""One of our models as a Hugging Face folder (``lmforge export <ckpt> --out DIR``).
 
 Writes ``config.json`` (HF field names and ``architectures``), ``model.safetensors`` and
 ``tokenizer.json``; ``transformers``' ``from_pretrained(DIR)`` and our ``model.init_from=hf:DIR`` both
@@ -13,9 +13,7 @@ no HF counterpart with a bias: it is left out, and the export says so).
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +21,11 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from lmforge.cli.errors import exit_on_config_error
-from lmforge.data.tokenizer import end_of_text_token
 from lmforge.errors import ConfigError
-from lmforge.hf import family_for_config
-from lmforge.hf.mapping import export_state
+from lmforge.io.hf import family_for_config
+from lmforge.io.hf.mapping import export_state
+from lmforge.io.tokenizers import end_of_text_token
 from lmforge.peft import merged_state_dict
-from lmforge.run.load import load_task
 
 
 def task_state(task: Any, family_name: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -69,9 +65,9 @@ def hf_config(task: Any, family: Any, heads: set[str], tokenizer: Tokenizer) -> 
     return config
 
 
-def export(ckpt_path: str, out: Path) -> Path:
-    """Write ``ckpt_path``'s model to ``out`` in Hugging Face's layout; returns ``out``."""
-    task, tokenizer, _ = load_task(ckpt_path)
+def export_task(task: Any, tokenizer: Tokenizer, out: Path) -> list[str]:
+    """Write ``task``'s model (a task of ours, for inference) and ``tokenizer`` to ``out`` in Hugging
+    Face's layout; returns the parts left out (a decoder's classifier)."""
     family = family_for_config(task.config)
     state, left_out = task_state(task, family.name)
     heads = {name.split(".", 1)[0] for name in state} - {"backbone"}
@@ -82,23 +78,4 @@ def export(ckpt_path: str, out: Path) -> Path:
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tokenizer.save(str(out / "tokenizer.json"))
-    for part in left_out:
-        print(f"left out: {part}")
-    return out
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge export") -> None:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Export one of our checkpoints as a Hugging Face model folder."
-    )
-    parser.add_argument(
-        "ckpt_path", help="a checkpoint written by train.py, or merged.ckpt from lmforge.cli.merge"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if needed)")
-    args = parser.parse_args(argv)
-    written = exit_on_config_error(lambda: export(args.ckpt_path, args.out))
-    print(f"wrote {written}/config.json, model.safetensors and tokenizer.json")
-
-
-if __name__ == "__main__":
-    main()
+    return left_out

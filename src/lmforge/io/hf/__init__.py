@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints in our models (``model.init_from=hf:<folder>``) and back (``lmforge.hf.export``).
+"""Hugging Face checkpoints in our models (``model.init_from=hf:<folder>``) and back (``lmforge export``).
 
 Import reads a local folder (``config.json``, the weights, the tokenizer), picks the family from
 ``architectures`` / ``model_type``, derives our model config from ``config.json`` and renames the
@@ -8,7 +8,6 @@ tensors into the layout of one of our checkpoints (``backbone.``, ``mlm_head.``,
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from lmforge.data.tokenizer import without_padding_and_truncation
+from lmforge import models
 from lmforge.errors import ConfigError
-from lmforge.hf.bert import BertFamily
-from lmforge.hf.folder import (
+from lmforge.io.hf.bert import BertFamily
+from lmforge.io.hf.folder import (
     PREFIX,
     check_end_of_text,
     folder_of,
@@ -28,11 +27,13 @@ from lmforge.hf.folder import (
     read_tokenizer,
     read_weights,
 )
-from lmforge.hf.gpt2 import GPT2Family
-from lmforge.hf.llama import LlamaFamily
-from lmforge.hf.mapping import Family, import_state
+from lmforge.io.hf.gpt2 import GPT2Family
+from lmforge.io.hf.llama import LlamaFamily
+from lmforge.io.hf.mapping import Family, import_state
+from lmforge.io.tokenizers import without_padding_and_truncation
+from lmforge.models import build_backbone
 
-log = logging.getLogger("lmforge.hf")
+log = logging.getLogger("lmforge.io.hf")
 
 FAMILIES: tuple[Family, ...] = (BertFamily(), GPT2Family(), LlamaFamily())
 KEY = "model.init_from"
@@ -91,8 +92,7 @@ def read_folder(path: str | Path) -> tuple[Path, dict[str, Any], Family, dict[st
 
 def our_config(family: Family, settings: dict[str, Any]) -> Any:
     """Our model config of the family's class with the fields derived from a config.json."""
-    module, name = family.target.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(**settings)
+    return getattr(models, family.target.rsplit(".", 1)[-1])(**settings)
 
 
 def check_folder(path: str) -> None:
@@ -157,8 +157,6 @@ def pretrained_tokenizer(path: str) -> Tokenizer:
 def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """A backbone of ours with the folder's weights (eval mode), and the converted head tensors
     (``mlm_head.*``, ``nsp_head.*``, ``classifier.*``) for whoever wants them."""
-    from lmforge.models import build_backbone
-
     _, _, family, settings = read_folder(path)
     config = our_config(family, settings)
     state = pretrained_checkpoint(str(path), config)["state_dict"]

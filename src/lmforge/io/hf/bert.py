@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from lmforge.errors import ConfigError
-from lmforge.hf.mapping import Family, Rule, linear, stacked
+from lmforge.io.hf.mapping import Family, Rule, linear, stacked
 from lmforge.models.bert import BertModel
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
 
@@ -32,7 +32,7 @@ ACTIVATIONS = {
 
 def unsupported(family: str, what: str, ours: str = "") -> ConfigError:
     """``what`` starts with the config.json key at fault (``hidden_act=gelu_fast``), ``ours`` says what
-    we have instead; the reader of the folder puts the folder in front (``lmforge.hf.read_folder``)."""
+    we have instead; the reader of the folder puts the folder in front (``lmforge.io.hf.read_folder``)."""
     instead = f" (ours: {ours})" if ours else ""
     return ConfigError(
         "model.init_from",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.errors import ConfigError
-from lmforge.hf.bert import unsupported
-from lmforge.hf.mapping import DecoderFamily, Rule, linear
+from lmforge.io.hf.bert import unsupported
+from lmforge.io.hf.mapping import DecoderFamily, Rule, linear
 
 ACTIVATIONS = {
     "gelu_new": "gelu_tanh",

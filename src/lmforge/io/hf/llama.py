@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from lmforge.errors import ConfigError
-from lmforge.hf.bert import unsupported
-from lmforge.hf.mapping import DecoderFamily, Rule, linear, stacked
+from lmforge.io.hf.bert import unsupported
+from lmforge.io.hf.mapping import DecoderFamily, Rule, linear, stacked
 
 
 def rope_theta(hf: dict[str, Any]) -> float:
