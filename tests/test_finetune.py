@@ -39,6 +39,8 @@ def test_a_bert_fine_tunes_from_a_pretraining_checkpoint_and_eval_scores_it(
     assert result["metric"] == "val/acc" and 0 <= result["best"] <= 1 and result["trainable_pct"] < 50
 
     ckpt = run / "checkpoints" / "last.ckpt"
+    (best,) = (run / "checkpoints").glob("step*.ckpt")  # named after the metric that chose it
+    assert best.name.startswith("step") and "-val_acc" in best.name and "val_loss" not in best.name
     task, tokenizer, _ = load_task(str(ckpt))
     assert task.label_names == ["cooking", "travel"]
     pretraining = torch.load(pretrained_bert, weights_only=False)

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 
 from lmforge.cli.train import train
 from lmforge.models import build_backbone
+from lmforge.run.callbacks import ProgressBar
 from lmforge.tasks import BertPretraining
 
 from .conftest import TINY, compose_config, run_cli
@@ -164,3 +166,10 @@ def test_the_last_step_is_validated_when_the_interval_does_not_divide_it(make_cf
     train(cfg)
     validated = [int(row["step"]) for row in metrics(Path(cfg.paths.output_dir)) if "val/loss" in row]
     assert validated == [4, 6]  # at the interval, then the final model (steps count from 0 in the log)
+
+
+@pytest.mark.parametrize(("max_epochs", "shown"), [(-1, "Epoch 3"), (None, "Epoch 3"), (10, "Epoch 3/9")])
+def test_the_progress_bar_counts_epochs_only_against_an_epoch_bound(max_epochs, shown):
+    bar = ProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs)  # all the description reads
+    assert bar._get_train_description(3).rstrip() == shown  # padded to the validation bar's width

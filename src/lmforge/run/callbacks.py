@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from torch.distributed.tensor import DTensor
 
 from lmforge.errors import ConfigError, TrainingDiverged
@@ -33,6 +33,20 @@ class ValidateLastStep(Callback):
     ) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, reading ``Epoch 3`` (not ``Epoch 3/-2``) when the run is bounded by
+    steps or time rather than epochs (``trainer.max_epochs=-1``, our presets' default)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = super()._get_train_description(current_epoch)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs < 0:
+            description = description.replace(
+                f"Epoch {current_epoch}/{max_epochs - 1}", f"Epoch {current_epoch}"
+            )
+        return description
 
 
 class PeakMemory(Callback):

@@ -18,5 +18,11 @@ def project_root() -> str:
     return str(CHECKOUT) if (CHECKOUT / "conf").is_dir() else os.getcwd()
 
 
+def checkpoint_name(metric: str) -> str:
+    """The best checkpoint's file name for ``optimized_metric``: ``step000800-val_acc0.8125``."""
+    return f"step{{step:06d}}-{metric.replace('/', '_')}{{{metric}:.4f}}"
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("lmforge.root", project_root, replace=True)
+    OmegaConf.register_new_resolver("lmforge.checkpoint_name", checkpoint_name, replace=True)
