@@ -19,15 +19,20 @@ def export(ckpt_path: str, out: Path) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge export") -> None:
-    parser = argparse.ArgumentParser(
+def parser(prog: str = "lmforge export") -> argparse.ArgumentParser:
+    """The command's arguments (the docs check their commands against it)."""
+    arguments = argparse.ArgumentParser(
         prog=prog, description="Export one of our checkpoints as a Hugging Face model folder."
     )
-    parser.add_argument(
+    arguments.add_argument(
         "ckpt_path", help="a checkpoint written by train.py, or merged.ckpt from lmforge merge"
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if needed)")
-    args = parser.parse_args(argv)
+    arguments.add_argument("--out", type=Path, required=True, help="folder to write (created if needed)")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge export") -> None:
+    args = parser(prog).parse_args(argv)
     written = exit_on_config_error(lambda: export(args.ckpt_path, args.out))
     print(f"wrote {written}/config.json, model.safetensors and tokenizer.json")
 

@@ -57,13 +57,18 @@ def merge(ckpt_path: str, out: Path) -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge merge") -> None:
-    parser = argparse.ArgumentParser(
+def parser(prog: str = "lmforge merge") -> argparse.ArgumentParser:
+    """The command's arguments (the docs check their commands against it)."""
+    arguments = argparse.ArgumentParser(
         prog=prog, description="Fold a LoRA or IA3 checkpoint into a plain model."
     )
-    parser.add_argument("ckpt_path", help="a checkpoint written by train.py with peft=lora or peft=ia3")
-    parser.add_argument("--out", type=Path, help="folder to write (default: <checkpoint folder>/merged)")
-    args = parser.parse_args(argv)
+    arguments.add_argument("ckpt_path", help="a checkpoint written by train.py with peft=lora or peft=ia3")
+    arguments.add_argument("--out", type=Path, help="folder to write (default: <checkpoint folder>/merged)")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge merge") -> None:
+    args = parser(prog).parse_args(argv)
     out = args.out or Path(args.ckpt_path).resolve().parent / "merged"
     written = exit_on_config_error(lambda: merge(args.ckpt_path, out))
     print(f"wrote {written}/model.safetensors, config.json, tokenizer.json and merged.ckpt")

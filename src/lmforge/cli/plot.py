@@ -102,17 +102,22 @@ def plot(folders: list[Path], out: Path, metrics: list[str] | None = None) -> Pa
     return out
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge plot") -> None:
-    parser = argparse.ArgumentParser(
+def parser(prog: str = "lmforge plot") -> argparse.ArgumentParser:
+    """The command's arguments (the docs check their commands against it)."""
+    arguments = argparse.ArgumentParser(
         prog=prog, description="Draw training curves of runs from their CSV logs."
     )
-    parser.add_argument("folders", nargs="+", type=Path, help="run folders, or sweep folders of runs")
-    parser.add_argument(
+    arguments.add_argument("folders", nargs="+", type=Path, help="run folders, or sweep folders of runs")
+    arguments.add_argument(
         "--metrics",
         help="comma-separated metric names (default: train/loss, val/loss and val accuracy/F1 if logged)",
     )
-    parser.add_argument("--out", type=Path, help="the PNG to write (default: <first folder>/curves.png)")
-    args = parser.parse_args(argv)
+    arguments.add_argument("--out", type=Path, help="the PNG to write (default: <first folder>/curves.png)")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge plot") -> None:
+    args = parser(prog).parse_args(argv)
     try:
         import matplotlib  # noqa: F401
     except ImportError:

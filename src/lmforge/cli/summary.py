@@ -9,12 +9,17 @@ from collections.abc import Sequence
 from lmforge.run.summary import summarize
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "lmforge summary") -> None:
-    parser = argparse.ArgumentParser(
+def parser(prog: str = "lmforge summary") -> argparse.ArgumentParser:
+    """The command's arguments (the docs check their commands against it)."""
+    arguments = argparse.ArgumentParser(
         prog=prog, description="Write summary.csv/.md/.png of a multirun folder."
     )
-    parser.add_argument("sweep_dir", help="the multirun folder (logs/<task_name>/multiruns/<date>_<time>)")
-    args = parser.parse_args(argv)
+    arguments.add_argument("sweep_dir", help="the multirun folder (logs/<task_name>/multiruns/<date>_<time>)")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lmforge summary") -> None:
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not summarize(args.sweep_dir):
         raise SystemExit(f"error: no result.json under {args.sweep_dir}: is it a multirun folder?")
