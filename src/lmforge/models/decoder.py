@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,12 @@ class DecoderModel(ModelNumbers, nn.Module):
       ``position_ids`` and ``attention_mask`` count real tokens only and are shifted or widened here.
       With a KV cache they enter on the first forward pass (an empty cache), which then holds them.
     - ``prefix``: its call gives each layer's learned (keys, values), which every query sees.
+
+    ``block_type`` is the block each layer is built as: a subclass changes how a layer composes its
+    sublayers (docs/extending.md builds a GPT-NeoX-style parallel block this way).
     """
+
+    block_type: ClassVar[type[TransformerBlock]] = TransformerBlock
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -107,7 +113,7 @@ class DecoderModel(ModelNumbers, nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(
+            self.block_type(
                 attention=MultiHeadAttention(
                     config.d_model,
                     config.n_heads,
