@@ -304,9 +304,13 @@ class ClassificationDataModule(TextDataModule):
     # ----------------------------------------------------------------------------------------------
     # Set-up: encode each split once; loaders
 
+    def make_encoder(self) -> ClassificationEncoder:
+        """What turns examples into token ids (prompt templates bring their own)."""
+        return ClassificationEncoder(self.tokenizer, self.kind, self.max_seq_len)
+
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()
-        encoder = ClassificationEncoder(self.tokenizer, self.kind, self.max_seq_len)
+        encoder = self.make_encoder()
         self.collator = ClassificationCollator(encoder.pad_id)
         index = {name: i for i, name in enumerate(self._label_names)}
         for split, examples in self.splits.items():
