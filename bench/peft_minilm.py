@@ -48,6 +48,10 @@ def main() -> None:
     rows = []
     for job in sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         result = json.loads((job / "result.json").read_text())
+        method = next(o.split("=", 1)[1] for o in result["overrides"] if o.startswith("peft="))
+        if result["status"] != "finished":
+            rows.append(f"| {method} | {result['status']}: {result.get('error', '')} | | | | |")
+            continue
         report = job / "eval"
         run(
             [
@@ -58,7 +62,6 @@ def main() -> None:
             ]
         )
         test = json.loads((report / "metrics.json").read_text())["metrics"]
-        method = next(o.split("=", 1)[1] for o in result["overrides"] if o.startswith("peft="))
         rows.append(
             f"| {method} | {result['best']:.4f} | {test['test/acc']:.4f} | {test['test/macro_f1']:.4f} | "
             f"{result['trainable_pct']:.2f} | {result['wall_seconds']:.0f} |"
