@@ -158,11 +158,11 @@ class PromptTemplate:
         name = "decoder" if decoder else "encoder"
         form = getattr(self, name)
         if form is None:
-            family, other = ("a decoder (GPT, LLaMA)", "encoder") if decoder else ("BERT", "decoder")
+            family, other = ("a decoder (GPT, LLaMA)", "an encoder") if decoder else ("BERT", "a decoder")
             example = "'Review: {text}\\nSentiment:'" if decoder else "'{text} It was [MASK].'"
             raise ConfigError(
                 f"template.{name}",
-                f"the template has only a {other} form, which {family} cannot read: give "
+                f"the template has only {other} form, which {family} cannot read: give "
                 f"template.{name}, e.g. {example}",
             )
         return parse(form, f"template.{name}")
