@@ -115,7 +115,8 @@ def main() -> None:
             "## Prompt-based against head-based fine-tuning",
             "",
             f"`{command()}` ({time.strftime('%Y-%m-%d')}, {minutes:.0f} min in all).",
-            f"Test accuracy / macro-F1; few-shot: mean ± standard deviation over {len(seeds)} draws (seeds {args.seeds}); recipe: "
+            f"Test accuracy / macro-F1; few-shot: mean ± standard deviation over {len(seeds)} draws "
+            f"(seeds {args.seeds}); recipe: "
             f"`{' '.join(RECIPE)}`, full fine-tuning, the last checkpoint.",
             "",
             f"| set | fine-tuning | zero-shot | {header} |",
