@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -552,3 +553,30 @@ def test_prompt_lm_from_a_sentence_encoder_is_refused_it_has_no_masked_lm_head(m
     with pytest.raises(ConfigError, match="holds no masked-LM head") as error:
         resolve(cfg)
     assert error.value.key == "model.init_from"
+
+
+# ------------------------------------------------------------------------------------------------
+# The page's commands
+
+
+def page_commands() -> list[list[str]]:
+    """``python train.py`` / ``python eval.py`` lines of docs/prompt-learning.md, placeholders filled."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "prompt-learning.md").read_text()
+    lines = [
+        line.strip()
+        for line in page.splitlines()
+        if line.strip().startswith(("python train.py", "python eval.py"))
+    ]
+    return [shlex.split(re.sub(r"<[^>]+>", "placeholder.ckpt", line), comments=True)[1:] for line in lines]
+
+
+@pytest.mark.parametrize("args", page_commands(), ids=lambda args: " ".join(args[1:4]))
+def test_every_command_of_the_page_composes(args, make_cfg):
+    script, overrides = args[0], args[1:]
+    if script == "eval.py":
+        cfg = eval_cfg(*overrides)
+    else:
+        cfg = make_cfg(*overrides, tiny=False)
+        assert cfg.objective.kind == "prompt_lm" or cfg.get("template") is None
+    if cfg.get("template") is not None:
+        PromptLMSettings(template=dict(cfg.template))  # the template the command chooses is whole
