@@ -4,7 +4,7 @@ checkpoint (by val/acc) scored on the test split. Needs `make data-pretrained` a
     OMP_NUM_THREADS=1 python bench/peft_minilm.py --data trec
     OMP_NUM_THREADS=1 python bench/peft_minilm.py --data movie_sentiment
 
-Every method trains the same steps (``experiment=finetune_minilm``: 400 steps of 32 examples, validation
+Every method trains the same steps (``experiment=finetune_minilm``: 200 steps of 32 examples, validation
 every 100), each at its preset learning rate (full fine-tuning: the experiment's ``optim.lr``). Writes
 ``bench/results/peft_minilm_<data>.md`` with the table and the commands; the runs stay under
 ``logs/finetune_minilm/multiruns/bench_<data>/``.
