@@ -23,6 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 from safetensors.torch import load_file
 
 from lmforge.cli.eval import evaluate
+from lmforge.cli.generate import run as generate_run
 from lmforge.cli.train import train
 from lmforge.data.labeled import ClassificationDataModule, CsvSource, LabeledExample
 from lmforge.data.labeled.prompting import PromptEncoder, word_ids
@@ -367,6 +368,9 @@ def test_a_fine_tuned_prompt_checkpoint_predicts_and_eval_scores_it(make_cfg, pr
     task, _, _ = load_task(str(ckpt))
     assert isinstance(task, PromptLM) and task.label_names == ["cooking", "travel"]
     assert task.objective.template.words == {"cooking": ("food",), "travel": ("trip",)}
+    # its masked-LM head still fills a [MASK], as generate.py shows
+    shown = generate_run(composed("generate", f"ckpt_path={ckpt}", 'prompt="Pack a bag. It was [MASK]."'))
+    assert shown[0].splitlines()[1].startswith("  [MASK] 1: ")
     scored = run_cli(
         "eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/eval", "trainer.enable_progress_bar=false"
     )
@@ -374,10 +378,15 @@ def test_a_fine_tuned_prompt_checkpoint_predicts_and_eval_scores_it(make_cfg, pr
     assert 0 <= json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["test/acc"] <= 1
 
 
-def eval_cfg(*overrides: str):
+def composed(name: str, *overrides: str):
+    """``conf/<name>.yaml`` with ``overrides``, as its command line composes it."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("eval", overrides=list(overrides))
+        return compose(name, overrides=list(overrides))
+
+
+def eval_cfg(*overrides: str):
+    return composed("eval", *overrides)
 
 
 ZERO_SHOT_DATA = [
