@@ -149,15 +149,17 @@ def test_bert_filling_cuts_the_text_and_keeps_the_template_words_and_the_slot(wo
     assert len(split[0][0]) == 14 and len(split[1][0]) < 14  # only the long text was cut, at its end
 
 
-def test_a_decoder_reads_the_filled_template_as_the_whole_text_would_and_its_slot_is_the_end(bpe):
-    form = template(decoder="Review: {text}\nIt was")
-    encoder = PromptEncoder(bpe, "bpe", 64, form)
-    example = LabeledExample("Pack a light bag and a warm coat.", "travel")
-    row, types, _, slot = encoder.encode([example], np.array([1]))[0]
-    eot = bpe.token_to_id(END_OF_TEXT)
-    assert types is None and row[0] == eot and slot == len(row) - 1
-    whole = bpe.encode("Review: Pack a light bag and a warm coat.\nIt was", add_special_tokens=False).ids
-    assert list(row[1:]) == whole
+@pytest.mark.parametrize(
+    ("form", "pair"),
+    [("Review: {text}\nIt was", None), ("Trip: {text} Dish: {text_pair}\nSame topic?", "Mash the potatoes.")],
+)
+def test_a_decoder_reads_the_filled_template_as_the_whole_text_would_and_its_slot_is_the_end(bpe, form, pair):
+    encoder = PromptEncoder(bpe, "bpe", 64, template(decoder=form))
+    text = "Pack a light bag and a warm coat."
+    row, types, _, slot = encoder.encode([LabeledExample(text, "travel", pair)], np.array([1]))[0]
+    assert types is None and row[0] == bpe.token_to_id(END_OF_TEXT) and slot == len(row) - 1
+    whole = form.replace("{text}", text).replace("{text_pair}", pair or "")
+    assert list(row[1:]) == bpe.encode(whole, add_special_tokens=False).ids
 
 
 def test_a_decoder_cuts_the_text_at_its_end_and_keeps_the_template(bpe):

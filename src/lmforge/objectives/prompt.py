@@ -26,7 +26,8 @@ TOKEN = re.compile(r"(\{[^{}]*\}|\[MASK\])")
 
 @dataclass(frozen=True)
 class Piece:
-    """One part of a parsed template: ``literal`` text (``value``), ``text``, ``text_pair`` or ``slot``."""
+    """One part of a parsed template: ``literal`` text (``value``), ``text`` or ``text_pair`` (``value``:
+    what goes in front of the text, which the data may set), or ``slot``."""
 
     kind: str
     value: str = ""

@@ -40,17 +40,16 @@ def copy_without_limits(tokenizer: Tokenizer) -> Tokenizer:
 
 def spaced_pieces(pieces: Sequence[Piece]) -> list[Piece]:
     """Byte-level BPE reads a space as part of the next word: a literal's last space before a field
-    moves onto the field's text (kept as a literal ``" "`` marker in front of it)."""
+    moves onto the field (a field's ``value`` is what goes in front of its text)."""
     moved: list[Piece] = []
-    for piece, following in itertools.zip_longest(pieces, pieces[1:]):
-        before_field = following is not None and following.kind in (TEXT, TEXT_PAIR)
-        if piece.kind == LITERAL and before_field and piece.value.endswith(" "):
-            if piece.value[:-1]:
-                moved.append(Piece(LITERAL, piece.value[:-1]))
-            moved.append(Piece(LITERAL, " "))  # joins the field's first word
-            continue
+    for piece in pieces:
+        previous = moved[-1] if moved else None
+        after_space = previous is not None and previous.kind == LITERAL and previous.value.endswith(" ")
+        if piece.kind in (TEXT, TEXT_PAIR) and after_space:
+            moved[-1] = Piece(LITERAL, previous.value[:-1])
+            piece = Piece(piece.kind, " ")
         moved.append(piece)
-    return moved
+    return [piece for piece in moved if piece.kind != LITERAL or piece.value]
 
 
 class PromptEncoder:
@@ -69,7 +68,13 @@ class PromptEncoder:
             self.pad_id, self.mask_id = ids.pad, ids.mask
             self.start, self.end = [ids.cls], [ids.sep]
             pieces = list(template.form(decoder=False))
-        self.pieces = self._tokenize_literals(pieces)
+        # (kind, a literal's ids, what goes in front of a field's text) per piece
+        self.pieces = [
+            (p.kind, self.tokenizer.encode(p.value, add_special_tokens=False).ids, "")
+            if p.kind == LITERAL
+            else (p.kind, [], p.value)
+            for p in pieces
+        ]
         literal = sum(len(ids) for kind, ids, _ in self.pieces if kind == LITERAL)
         slot = int(not self.decoder)
         fixed = len(self.start) + len(self.end) + literal + slot
@@ -83,32 +88,14 @@ class PromptEncoder:
                 "or shorten the template",
             )
 
-    def _tokenize_literals(self, pieces: Sequence[Piece]) -> list[tuple[str, list[int], bool]]:
-        """(kind, the literal's ids, whether a field takes a leading space) per piece; a lone space
-        literal in front of a field becomes that field's leading space."""
-        out: list[tuple[str, list[int], bool]] = []
-        lead = False
-        for piece in pieces:
-            if piece.kind == LITERAL and piece.value == " " and self.decoder:
-                lead = True
-                continue
-            if piece.kind == LITERAL:
-                out.append((LITERAL, self.tokenizer.encode(piece.value, add_special_tokens=False).ids, False))
-            else:
-                out.append((piece.kind, [], lead and piece.kind != SLOT))
-            lead = False
-        return out
-
-    def _field_ids(self, examples: Sequence[LabeledExample], field: str, lead: bool) -> list[list[int]]:
-        texts = [getattr(example, field) or "" for example in examples]
-        space = " " if lead else ""
-        encodings = self.tokenizer.encode_batch([space + text for text in texts], add_special_tokens=False)
-        return [encoding.ids for encoding in encodings]
+    def _field_ids(self, examples: Sequence[LabeledExample], field: str, before: str) -> list[list[int]]:
+        texts = [before + (getattr(example, field) or "") for example in examples]
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def encode(self, examples: Sequence[LabeledExample], labels: np.ndarray) -> EncodedSplit:
         fields = {
-            kind: self._field_ids(examples, kind, lead)
-            for kind, _, lead in self.pieces
+            kind: self._field_ids(examples, kind, before)
+            for kind, _, before in self.pieces
             if kind in (TEXT, TEXT_PAIR)
         }
         rows, slots = [], []
