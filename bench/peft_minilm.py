@@ -7,7 +7,8 @@ checkpoint (by val/acc) scored on the test split. Needs `make data-pretrained` a
 Every method trains the same steps (``experiment=finetune_minilm``: 200 steps of 32 examples, validation
 every 100), each at its preset learning rate (full fine-tuning: the experiment's ``optim.lr``). Writes
 ``bench/results/peft_minilm_<data>.md`` with the table and the commands; the runs stay under
-``logs/finetune_minilm/multiruns/bench_<data>/``.
+``logs/finetune_minilm/multiruns/bench_<data>/<method>/``. Run again after an interruption, it trains only the
+methods without a finished job there.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
+def finished(job: Path) -> bool:
+    """Whether an earlier run of this script trained the job to its end (its result.json says so)."""
+    result = job / "result.json"
+    return result.is_file() and json.loads(result.read_text())["status"] == "finished"
+
+
 def best_checkpoint(job: Path) -> Path:
     (best,) = (job / "checkpoints").glob("step*-val_acc*.ckpt")  # the one checkpoint kept by val/acc
     return best
@@ -41,14 +48,22 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for train.py")
     args = parser.parse_args()
     sweep = ROOT / "logs" / "finetune_minilm" / "multiruns" / f"bench_{args.data}"
-    overrides = ["experiment=finetune_minilm", f"data={args.data}", f"peft={args.methods}", *args.extra]
-    train = ["train.py", "-m", *overrides, f"hydra.sweep.dir={sweep}", "callbacks.rich_progress_bar=null"]
+    methods = args.methods.split(",")
+    todo = [method for method in methods if not finished(sweep / method)]
+
+    def train(peft: list[str]) -> list[str]:
+        overrides = ["experiment=finetune_minilm", f"data={args.data}", f"peft={','.join(peft)}", *args.extra]
+        return ["train.py", "-m", *overrides, f"hydra.sweep.dir={sweep}"]
+
+    # one job folder per method (kept between runs of this script), no progress bar in the log
+    quiet = ["hydra.sweep.subdir=${hydra:runtime.choices.peft}", "callbacks.rich_progress_bar=null"]
     started = time.time()
-    run(train)
+    if todo:
+        run([*train(todo), *quiet])
     rows = []
-    for job in sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    for method in methods:
+        job = sweep / method
         result = json.loads((job / "result.json").read_text())
-        method = next(o.split("=", 1)[1] for o in result["overrides"] if o.startswith("peft="))
         if result["status"] != "finished":
             rows.append(f"| {method} | {result['status']}: {result.get('error', '')} | | | | |")
             continue
@@ -73,7 +88,8 @@ def main() -> None:
             "",
             f"`{command()}` ({time.strftime('%Y-%m-%d')}, {minutes:.0f} min in all), which ran",
             "",
-            f"`python {' '.join(train[:-2])}` and `python eval.py ckpt_path=<each job's best checkpoint>`.",
+            f"`python {' '.join(train(methods))}` and",
+            "`python eval.py ckpt_path=<each job's best checkpoint>`.",
             "",
             "| peft | best val/acc | test acc | test macro-F1 | trainable % | wall (s) |",
             "|---|---|---|---|---|---|",
