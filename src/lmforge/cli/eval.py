@@ -2,7 +2,9 @@
 
 The checkpoint carries the run's settings, tokenizer and label map, so the same split is rebuilt and
 read the same way; ``data.*`` overrides replace single settings (a bigger batch, another test file).
-The metrics are printed and written to ``metrics.json`` in the report's folder.
+Given a ``template`` (and a labeled set, ``data=...``), a pretraining checkpoint is scored zero-shot
+through it (``lmforge.run.zero_shot``). The metrics are printed and written to ``metrics.json`` in the
+report's folder.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from lmforge.run.config import CONFIG_DIR, register_resolvers
 from lmforge.run.load import load_task
 from lmforge.run.registry import objective
 from lmforge.run.spec import data_spec
+from lmforge.run.zero_shot import zero_shot
 
 log = logging.getLogger("lmforge.cli.eval")
 register_resolvers()
 SPLITS = ("test", "val")
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    if cfg.split not in SPLITS:
-        raise ConfigError("split", f"split={cfg.split} is not one of {', '.join(SPLITS)}")
+def saved_run(cfg: DictConfig) -> tuple[Any, pl.LightningDataModule]:
+    """The checkpoint's task and the data it was trained on, read the same way."""
     task, _, checkpoint = load_task(cfg.ckpt_path)
     saved = checkpoint.get("config")
     if not saved or "data" not in saved:
@@ -46,6 +48,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = data_spec(data_cfg, task.config, entry, task.objective).build()
     datamodule.restore(checkpoint, cfg.ckpt_path)
     datamodule.prepare_data()
+    return task, datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if cfg.split not in SPLITS:
+        raise ConfigError("split", f"split={cfg.split} is not one of {', '.join(SPLITS)}")
+    if cfg.get("template") is not None:  # zero-shot: a pretraining checkpoint through a template
+        template = OmegaConf.to_container(cfg.template, resolve=True)
+        task, datamodule = zero_shot(cfg.ckpt_path, template, cfg.get("data"), cfg.paths)
+    else:
+        task, datamodule = saved_run(cfg)
     trainer = build(cfg.trainer)
     if cfg.split == "test":
         results = trainer.test(task, datamodule=datamodule, verbose=False)
@@ -55,6 +68,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "metrics": metrics}
+    if cfg.get("template") is not None:
+        report["zero_shot_template"] = OmegaConf.to_container(cfg.template, resolve=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     width = max(len(name) for name in metrics)
     print(f"{cfg.split} metrics of {cfg.ckpt_path}:")

@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> list[str]:
             "ckpt_path", f"{cfg.ckpt_path} is a classifier: score it with python eval.py ckpt_path=..."
         )
     blocks = []
-    if kind == "mlm":
+    if getattr(task, "mlm_head", None) is not None:  # BERT pretraining, or prompt-based on BERT
         for prompt in prompts:
             try:
                 candidates = fill_mask(task, tokenizer, prompt, cfg.fill_top_k)

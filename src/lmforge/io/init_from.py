@@ -70,6 +70,14 @@ def pretrained_tokenizer(path: str) -> Tokenizer:
     return tokenizer
 
 
+def pretrained_names(path: str, config: Any) -> set[str]:
+    """The tensors ``model.init_from`` holds, named as in our checkpoints (``mlm_head.bias``), read
+    without their data (a Hugging Face folder is renamed into our layout)."""
+    if hf.is_hf(path):
+        return set(hf.pretrained_checkpoint(path, config, shapes_only=True)["state_dict"])
+    return set(read_checkpoint(path, "model.init_from").get("state_dict", {}))  # memory-mapped
+
+
 def checkpoint_model(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return dict(checkpoint.get("hyper_parameters", {}).get("model", {}))
 

@@ -189,14 +189,14 @@ def _continue(
 @torch.inference_mode()
 def fill_mask(task, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """For each [MASK] of ``text``, the ``top_k`` most likely tokens and their probabilities under a
-    masked-LM ``task`` (a ``BertPretraining``)."""
+    task with a masked-LM head (``BertPretraining``; ``PromptLM`` on BERT)."""
     encoding = tokenizer.encode(text)
     mask_id = tokenizer.token_to_id("[MASK]")
     ids = torch.as_tensor([encoding.ids], device=task.device)
     where = ids[0] == mask_id
     if not bool(where.any()):
         raise ValueError(f"the prompt holds no [MASK] token: {text!r}")
-    hidden = task(ids, torch.as_tensor([encoding.type_ids], device=task.device))
+    hidden = task.backbone(ids, torch.as_tensor([encoding.type_ids], device=task.device))
     logits = task.mlm_head(hidden[0, where], task.backbone.token_embedding.weight)
     best = logits.float().softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
     return [

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from lmforge.errors import ConfigError
+from lmforge.models import TransformerConfig, is_decoder
+from lmforge.objectives.prompt import PromptTemplate
 
 S = TypeVar("S", bound="ObjectiveSettings")
 TOKENIZER_KINDS = ("wordpiece", "bpe")
@@ -39,6 +41,8 @@ class ObjectiveSettings:
     """
 
     KIND: ClassVar[str] = ""
+    # Config groups besides ``objective`` that the settings take in (``template``), top-level in the config.
+    GROUPS: ClassVar[tuple[str, ...]] = ()
     kind: str = ""
     tokenizer: str | None = None
 
@@ -75,6 +79,9 @@ class ObjectiveSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_model(self, model: TransformerConfig) -> None:
+        """Rules between these settings and the model (the model family is the registry's to check)."""
 
     def scored_share(self) -> float:
         """The share of positions the loss scores over the whole vocabulary (for memory estimates)."""
@@ -146,3 +153,28 @@ class ClassificationSettings(ObjectiveSettings):
                 "objective.classifier_dropout",
                 f"objective.classifier_dropout={self.classifier_dropout!r} must be in [0, 1)",
             )
+
+
+@dataclass(frozen=True)
+class PromptLMSettings(ObjectiveSettings):
+    """One label per text, posed as a template to the model's own LM head and read off its words."""
+
+    KIND: ClassVar[str] = "prompt_lm"
+    GROUPS: ClassVar[tuple[str, ...]] = ("template",)
+    template: PromptTemplate | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.template is None:
+            raise ConfigError(
+                "template",
+                "objective=prompt_lm poses the task through a template: choose one, e.g. "
+                "template=movie_sentiment (conf/template/), or template=generic with template.words=...",
+            )
+        object.__setattr__(self, "template", PromptTemplate.from_dict(self.template))
+        super().__post_init__()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "tokenizer": self.tokenizer, "template": self.template.to_dict()}
+
+    def check_model(self, model: TransformerConfig) -> None:
+        self.template.form(is_decoder(model))  # the form this model reads must be there

@@ -16,10 +16,10 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lmforge.data import CausalLMDataModule, CorpusDataModule, MaskedLMDataModule
-from lmforge.data.labeled import ClassificationDataModule
+from lmforge.data.labeled import ClassificationDataModule, PromptDataModule
 from lmforge.errors import ConfigError
-from lmforge.objectives.settings import MaskedLMSettings, ObjectiveSettings
-from lmforge.tasks import BertPretraining, CausalLMPretraining, LanguageTask, SequenceClassification
+from lmforge.objectives.settings import MaskedLMSettings, ObjectiveSettings, PromptLMSettings
+from lmforge.tasks import BertPretraining, CausalLMPretraining, LanguageTask, PromptLM, SequenceClassification
 
 # What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...) or a labeled set
 # (data=trec, csv, ...); the key that holds it tells them apart.
@@ -63,6 +63,11 @@ def classification_data(data: dict[str, Any], objective: ObjectiveSettings) -> C
     return ClassificationDataModule(**data)
 
 
+def prompt_data(data: dict[str, Any], objective: ObjectiveSettings) -> PromptDataModule:
+    assert isinstance(objective, PromptLMSettings)
+    return PromptDataModule(template=objective.template, **data)
+
+
 OBJECTIVES: dict[str, Objective] = {
     entry.kind: entry
     for entry in (
@@ -82,6 +87,14 @@ OBJECTIVES: dict[str, Objective] = {
             LABELED,
             classification_data,
             "a classifier (one label per text or text pair; the labeled data presets choose it)",
+        ),
+        Objective(
+            "prompt_lm",
+            PromptLM,
+            "any",
+            LABELED,
+            prompt_data,
+            "prompt-based classification (a template and its label words, scored by the model's LM head)",
         ),
     )
 }

@@ -24,18 +24,20 @@ from lmforge.data.moved import upgrade
 from lmforge.errors import ConfigError
 from lmforge.io.checkpoints import is_distributed_checkpoint, read_checkpoint
 from lmforge.io.hf import check_folder, derive_model_config, is_hf
-from lmforge.io.init_from import check_init_from, check_shapes, checkpoint_model
+from lmforge.io.init_from import check_init_from, check_shapes, checkpoint_model, pretrained_names
 from lmforge.models import TransformerConfig, is_decoder, tokenizer_kind
 from lmforge.objectives.settings import ObjectiveSettings
 from lmforge.optim import OptimizerSettings
 from lmforge.peft import PeftSettings, peft_settings
 from lmforge.run.checks import build, check_trainer
-from lmforge.run.registry import CORPUS, LABELED, Objective, objective
+from lmforge.run.registry import CORPUS, LABELED, OBJECTIVES, Objective, objective
 
 log = logging.getLogger("lmforge.run")
 
 RESUME = (False, "auto")
 MODES = ("min", "max")
+# objectives whose head on a decoder is its LM head (the token embedding when tied)
+LM_HEAD_OBJECTIVES = ("clm", "prompt_lm")
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
     model = build(OmegaConf.create(node))
     check_init_from(model.init_from)
     entry = objective(cfg.objective.get("kind"))
-    objective_settings = entry.settings(OmegaConf.to_container(cfg.objective, resolve=True))
+    objective_settings = entry.settings(objective_values(cfg, entry))
     check_model_family(model, entry)
+    objective_settings.check_model(model)
+    check_lm_head(model, entry)
     peft = peft_settings(OmegaConf.to_container(cfg.peft, resolve=True) if cfg.get("peft") else None)
     check_tuning(model, entry, peft)
     data = data_spec(cfg.data, model, entry, objective_settings)
@@ -151,6 +155,25 @@ def record_of(cfg: DictConfig, model: dict[str, Any], ckpt_path: str | None) -> 
     return record
 
 
+def objective_values(cfg: DictConfig, entry: Objective) -> dict[str, Any]:
+    """The ``objective`` group plus the top-level groups its settings take in (``template`` for
+    ``prompt_lm``); such a group chosen for an objective that does not read it is an error."""
+    values = OmegaConf.to_container(cfg.objective, resolve=True)
+    taken = entry.settings_type.GROUPS
+    for group in sorted({group for e in OBJECTIVES.values() for group in e.settings_type.GROUPS}):
+        node = cfg.get(group)
+        if group in taken:
+            values[group] = None if node is None else OmegaConf.to_container(node, resolve=True)
+        elif node is not None:
+            readers = [e.kind for e in OBJECTIVES.values() if group in e.settings_type.GROUPS]
+            raise ConfigError(
+                group,
+                f"a {group} is read by objective={' / '.join(readers)}, and this run trains objective.kind="
+                f"{entry.kind}: add objective={readers[0]}, or drop {group}=",
+            )
+    return values
+
+
 def check_model_family(model: TransformerConfig, entry: Objective) -> None:
     """An encoder trains masked LM, a decoder causal LM; either classifies (the registry says which)."""
     decoder = is_decoder(model)
@@ -174,12 +197,29 @@ def check_tuning(model: TransformerConfig, entry: Objective, peft: PeftSettings)
     """``peft=frozen`` trains the heads alone, and a causal LM with tied embeddings has none of its own
     (its head is the token embedding): nothing would train. The task checks once more what trains
     when it is built (bitfit on a backbone without biases, say)."""
-    if peft.method == "frozen" and entry.kind == "clm" and getattr(model, "tie_embeddings", False):
+    tied_lm_head = is_decoder(model) and getattr(model, "tie_embeddings", False)
+    if peft.method == "frozen" and entry.kind in LM_HEAD_OBJECTIVES and tied_lm_head:
         raise ConfigError(
             "peft.method",
             "peft.method=frozen leaves nothing to train in a causal LM with tied embeddings (its "
             "head is the frozen token embedding): choose another method, e.g. peft=lora, or set "
             "model.tie_embeddings=false",
+        )
+
+
+def check_lm_head(model: TransformerConfig, entry: Objective) -> None:
+    """``prompt_lm`` on BERT scores the slot with the masked-LM head, which must come pretrained with
+    ``model.init_from`` (a decoder's LM head is part of its backbone)."""
+    init_from = model.init_from
+    if entry.kind != "prompt_lm" or is_decoder(model) or not init_from or not model.init_strict:
+        return
+    if not any(name.startswith("mlm_head.") for name in pretrained_names(init_from, model)):
+        raise ConfigError(
+            "model.init_from",
+            f"model.init_from={init_from} holds no masked-LM head, and objective=prompt_lm scores the "
+            "[MASK] slot with it (a sentence encoder such as all-MiniLM-L6-v2 has none): use "
+            "objective=classify, start from a masked-LM pretraining run, or set model.init_strict=false "
+            "to train a new head",
         )
 
 

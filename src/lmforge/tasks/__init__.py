@@ -7,5 +7,12 @@ from lmforge.tasks.base import LanguageTask
 from lmforge.tasks.causal_lm import CausalLMPretraining
 from lmforge.tasks.classification import SequenceClassification
 from lmforge.tasks.masked_lm import BertPretraining
+from lmforge.tasks.prompt_lm import PromptLM
 
-__all__ = ["BertPretraining", "CausalLMPretraining", "LanguageTask", "SequenceClassification"]
+__all__ = [
+    "BertPretraining",
+    "CausalLMPretraining",
+    "LanguageTask",
+    "PromptLM",
+    "SequenceClassification",
+]

@@ -1,5 +1,9 @@
 """Sequence and sentence-pair classification on any backbone: a head, its loss and its metrics.
 
+``TextClassification`` is what every classifier of texts shares (the loss over label scores, metrics,
+steps); ``SequenceClassification`` scores the labels with a new head, ``PromptLM``
+(``lmforge.tasks.prompt_lm``) with the model's own LM head through a template.
+
 BERT reads the [CLS] state through a tanh pooler (started from the NSP head's pooler when fine-tuning
 from a BERT pretraining checkpoint), with segment ids telling the two texts of a pair apart. GPT and
 LLaMA read the state of the last real token (the final <|endoftext|> the data appends), the only
@@ -33,12 +37,74 @@ def classification_metrics(num_labels: int, prefix: str) -> MetricCollection:
     )
 
 
-class SequenceClassification(LanguageTask):
-    """Backbone + pooled state + linear classifier, trained with cross-entropy.
+class TextClassification(LanguageTask):
+    """What classifiers of texts share, however they score the labels: cross-entropy over the label
+    scores, accuracy and macro-F1, the steps, and predicted label names.
 
-    ``label_names`` (the label of each class index) is saved with the hyper-parameters, so a
+    Subclasses build their modules, call ``build_metrics`` and define ``label_scores`` (batch,
+    num_labels). ``label_names`` (the label of each class index) is saved with the hyper-parameters, so a
     checkpoint predicts label strings on its own.
     """
+
+    label_names: list[str]
+
+    def build_metrics(self) -> None:
+        with METRICS_DEVICE:
+            self.val_loss = MeanMetric()
+            self.test_loss = MeanMetric()
+            self.val_metrics = classification_metrics(len(self.label_names), "val/")
+            self.test_metrics = classification_metrics(len(self.label_names), "test/")
+
+    @classmethod
+    def rebuild(cls, hparams: dict[str, Any], tokenizer: Any) -> TextClassification:
+        return cls(**hparams, tokenizer=tokenizer)  # prompt tuning may start from a text
+
+    def label_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A score per label (batch, num_labels), higher for the more likely label."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self.label_scores(batch)
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        self.flops_per_batch = self.batch_flops(batch["input_ids"])  # read by ThroughputMonitor
+        batch_size = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
+        self.log("train/acc", accuracy, batch_size=batch_size)
+        return loss
+
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, metrics: MetricCollection
+    ) -> None:
+        logits = self.label_scores(batch)
+        loss_metric.update(F.cross_entropy(logits.float(), batch["labels"]), batch["labels"].shape[0])
+        metrics.update(logits, batch["labels"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_metrics)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val", self.val_loss, self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", self.test_loss, self.test_metrics)
+
+    def _log_epoch(self, stage: str, loss: MeanMetric, metrics: MetricCollection) -> None:
+        values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
+        loss.reset()
+        metrics.reset()
+        self.log_dict(values, prog_bar=True)
+
+    @torch.no_grad()
+    def predict_labels(self, batch: dict[str, torch.Tensor]) -> list[str]:
+        return [self.label_names[i] for i in self.label_scores(batch).argmax(-1).tolist()]
+
+
+class SequenceClassification(TextClassification):
+    """Backbone + pooled state + linear classifier, trained with cross-entropy."""
 
     objective_type = ClassificationSettings
     objective: ClassificationSettings
@@ -67,15 +133,7 @@ class SequenceClassification(LanguageTask):
                 nn.init.zeros_(layer.bias)
         self.prepare_backbone(optim, peft, tokenizer)
         self.batch_flops = BatchFlops(self.backbone)
-        with METRICS_DEVICE:
-            self.val_loss = MeanMetric()
-            self.test_loss = MeanMetric()
-            self.val_metrics = classification_metrics(len(self.label_names), "val/")
-            self.test_metrics = classification_metrics(len(self.label_names), "test/")
-
-    @classmethod
-    def rebuild(cls, hparams: dict[str, Any], tokenizer: Any) -> SequenceClassification:
-        return cls(**hparams, tokenizer=tokenizer)  # prompt tuning may start from a text
+        self.build_metrics()
 
     @classmethod
     def data_arguments(cls, datamodule: pl.LightningDataModule) -> dict[str, Any]:
@@ -107,44 +165,5 @@ class SequenceClassification(LanguageTask):
             pooled = torch.tanh(self.pooler(hidden[:, 0]))
         return self.classifier(self.dropout(pooled))
 
-    def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def label_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self._logits(batch)
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        self.flops_per_batch = self.batch_flops(batch["input_ids"])  # read by ThroughputMonitor
-        batch_size = batch["labels"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
-        self.log("train/acc", accuracy, batch_size=batch_size)
-        return loss
-
-    def _evaluate(
-        self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, metrics: MetricCollection
-    ) -> None:
-        logits = self._logits(batch)
-        loss_metric.update(F.cross_entropy(logits.float(), batch["labels"]), batch["labels"].shape[0])
-        metrics.update(logits, batch["labels"])
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_metrics)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val", self.val_loss, self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test", self.test_loss, self.test_metrics)
-
-    def _log_epoch(self, stage: str, loss: MeanMetric, metrics: MetricCollection) -> None:
-        values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
-        loss.reset()
-        metrics.reset()
-        self.log_dict(values, prog_bar=True)
-
-    @torch.no_grad()
-    def predict_labels(self, batch: dict[str, torch.Tensor]) -> list[str]:
-        return [self.label_names[i] for i in self._logits(batch).argmax(-1).tolist()]

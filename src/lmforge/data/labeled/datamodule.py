@@ -23,7 +23,7 @@ from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.labeled.encoding import ClassificationCollator, ClassificationEncoder, EncodedSplit
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.source import LabeledSource
-from lmforge.data.labeled.splits import grouped_split, stratified_split
+from lmforge.data.labeled.splits import few_shot, grouped_split, stratified_split
 from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShuffledSampler
 from lmforge.data.text_datamodule import TextDataModule
@@ -61,6 +61,7 @@ class ClassificationDataModule(TextDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        shots_per_class: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -68,6 +69,7 @@ class ClassificationDataModule(TextDataModule):
         self.source = source
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.shots_per_class = shots_per_class
         self._check_settings()
         self.source.check()
         self.splits: dict[str, list[LabeledExample]] | None = None
@@ -83,6 +85,12 @@ class ClassificationDataModule(TextDataModule):
             self.val_fraction + self.test_fraction < 1,
             "data.test_fraction",
             f"plus data.val_fraction={self.val_fraction} must be below 1 (the rest is the training split)",
+        )
+        shots = self.shots_per_class
+        self.require(
+            shots is None or (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1),
+            "data.shots_per_class",
+            "must be a positive number of training examples per label (null: the whole training split)",
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -117,14 +125,32 @@ class ClassificationDataModule(TextDataModule):
         splits = {split: [pool[i] for i in index] for split, index in indices.items()}
         for split in given:
             splits[split] = self.source.read_split(split)
+        if self.shots_per_class is not None:
+            splits["train"] = self._few_shot(splits["train"])
         if len(splits["train"]) < self.batch_size:
+            shots = f" (data.shots_per_class={self.shots_per_class})" if self.shots_per_class else ""
             raise ConfigError(
                 "data.batch_size",
                 f"the training split of {self.source.describe('train')} holds {len(splits['train'])} "
-                f"examples, fewer than data.batch_size={self.batch_size}: lower data.batch_size, or give "
-                "more examples",
+                f"examples{shots}, fewer than data.batch_size={self.batch_size}: lower data.batch_size, or "
+                "give more examples",
             )
         return splits
+
+    def _few_shot(self, train: list[LabeledExample]) -> list[LabeledExample]:
+        """``shots_per_class`` training examples of each label, drawn with ``split_seed``; the rest unused."""
+        kept = [
+            train[i]
+            for i in few_shot([example.label for example in train], self.shots_per_class, self.split_seed)
+        ]
+        log.info(
+            "few-shot: %d training examples of each label (%d of %d), drawn with data.split_seed=%d",
+            self.shots_per_class,
+            len(kept),
+            len(train),
+            self.split_seed,
+        )
+        return kept
 
     def _assign_labels(self, splits: dict[str, list[LabeledExample]]) -> None:
         """Label names from the training split (or a checkpoint); a label outside them is an error."""
@@ -172,6 +198,7 @@ class ClassificationDataModule(TextDataModule):
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "seed": self.split_seed,
+            **({"shots_per_class": self.shots_per_class} if self.shots_per_class is not None else {}),
         }
         directory = (
             self.cache_dir
@@ -277,9 +304,13 @@ class ClassificationDataModule(TextDataModule):
     # ----------------------------------------------------------------------------------------------
     # Set-up: encode each split once; loaders
 
+    def make_encoder(self) -> ClassificationEncoder:
+        """What turns examples into token ids (prompt templates bring their own)."""
+        return ClassificationEncoder(self.tokenizer, self.kind, self.max_seq_len)
+
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()
-        encoder = ClassificationEncoder(self.tokenizer, self.kind, self.max_seq_len)
+        encoder = self.make_encoder()
         self.collator = ClassificationCollator(encoder.pad_id)
         index = {name: i for i, name in enumerate(self._label_names)}
         for split, examples in self.splits.items():

@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 from lmforge.data.labeled.examples import LabeledExample
 from lmforge.io.tokenizers import CLS, SEP, end_of_text_id, special_ids
 
-Item = tuple[np.ndarray, np.ndarray | None, int]  # token ids, segment ids (WordPiece) or None, label
+# token ids, segment ids (WordPiece) or None, label; prompt templates add the slot their words are scored at
+Item = tuple[np.ndarray, np.ndarray | None, int] | tuple[np.ndarray, np.ndarray | None, int, int]
 
 
 @dataclass
@@ -31,6 +32,7 @@ class EncodedSplit(Dataset):
     offsets: np.ndarray  # int64, len(examples) + 1
     type_ids: np.ndarray | None  # int8 segment ids beside ``ids`` (WordPiece), else None
     labels: np.ndarray  # int64 label indices
+    slots: np.ndarray | None = None  # int64 position of each example's slot (prompt templates), else None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,7 +40,8 @@ class EncodedSplit(Dataset):
     def __getitem__(self, index: int) -> Item:
         span = slice(self.offsets[index], self.offsets[index + 1])
         types = None if self.type_ids is None else self.type_ids[span]
-        return self.ids[span], types, int(self.labels[index])
+        item = self.ids[span], types, int(self.labels[index])
+        return item if self.slots is None else (*item, int(self.slots[index]))
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -117,19 +120,19 @@ class ClassificationEncoder:
 
 
 class ClassificationCollator:
-    """Right-pads a batch to its longest example: ``input_ids``, ``attention_mask``, ``labels``, and
-    ``token_type_ids`` for WordPiece; every tensor int64."""
+    """Right-pads a batch to its longest example: ``input_ids``, ``attention_mask``, ``labels``,
+    ``token_type_ids`` for WordPiece, and ``slots`` for prompt templates; every tensor int64."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
     def __call__(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _, _ in items)
+        width = max(len(item[0]) for item in items)
         input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.int64)
         attention_mask = torch.zeros((len(items), width), dtype=torch.int64)
         with_types = items[0][1] is not None
         token_type_ids = torch.zeros((len(items), width), dtype=torch.int64) if with_types else None
-        for row, (ids, types, _) in enumerate(items):
+        for row, (ids, types, *_) in enumerate(items):
             input_ids[row, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
             attention_mask[row, : len(ids)] = 1
             if token_type_ids is not None:
@@ -137,8 +140,10 @@ class ClassificationCollator:
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "labels": torch.tensor([label for _, _, label in items], dtype=torch.int64),
+            "labels": torch.tensor([item[2] for item in items], dtype=torch.int64),
         }
         if token_type_ids is not None:
             batch["token_type_ids"] = token_type_ids
+        if len(items[0]) == 4:
+            batch["slots"] = torch.tensor([item[3] for item in items], dtype=torch.int64)
         return batch

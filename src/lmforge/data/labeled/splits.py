@@ -3,7 +3,8 @@
 Without groups the split is stratified: each label's examples are shuffled and cut by the fractions,
 so every split keeps the class balance and every label keeps at least one training example. With
 groups (the book of a Bible verse) whole groups are dealt out in a shuffled order, so no group is in
-two splits.
+two splits. A few-shot run keeps K training examples per label (``few_shot``), also drawn by
+``split_seed``.
 """
 
 from __future__ import annotations
@@ -83,3 +84,23 @@ def grouped_split(groups: Sequence[str], fractions: Fractions, seed: int) -> dic
     for index, group in enumerate(groups):
         splits[assigned[group]].append(index)
     return {split: np.array(indices, dtype=np.int64) for split, indices in splits.items()}
+
+
+def few_shot(labels: Sequence[str], shots: int, seed: int) -> np.ndarray:
+    """Indices of ``shots`` examples of each label, in order; the same seed draws the same examples,
+    and a larger ``shots`` keeps those of a smaller one (each label's order does not depend on it)."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(label, []).append(index)
+    drawn = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if len(members) < shots:
+            raise ConfigError(
+                "data.shots_per_class",
+                f"data.shots_per_class={shots}, but the training split holds {len(members)} examples of the "
+                f"label {label!r}: lower data.shots_per_class",
+            )
+        drawn.append(rng.permutation(np.array(members))[:shots])
+    return np.sort(np.concatenate(drawn))

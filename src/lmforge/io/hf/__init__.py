@@ -131,9 +131,10 @@ def derive_model_config(model: dict[str, Any]) -> dict[str, Any]:
     return {**model, **derived}
 
 
-def pretrained_checkpoint(path: str, config: Any) -> dict[str, Any]:
+def pretrained_checkpoint(path: str, config: Any, shapes_only: bool = False) -> dict[str, Any]:
     """The folder's weights as one of our checkpoints would hold them: ``state_dict`` (task prefixes)
-    and ``hyper_parameters.model`` (for the shape check of ``load_pretrained``)."""
+    and ``hyper_parameters.model`` (for the shape check of ``load_pretrained``); ``shapes_only``:
+    tensors on the meta device, no data read."""
     folder, hf, family, settings = read_folder(path)
     if type(config).__name__ not in family.our_configs:
         raise ConfigError(
@@ -141,7 +142,7 @@ def pretrained_checkpoint(path: str, config: Any) -> dict[str, Any]:
         )
     # the folder's own shape: what its tensors are checked against (load_pretrained compares it to ours)
     source_config = type(config)(**{**config.to_dict(), **settings, "init_from": None})
-    state = import_state(family, source_config, hf, read_weights(folder), str(folder))
+    state = import_state(family, source_config, hf, read_weights(folder, shapes_only), str(folder))
     return {"state_dict": state, "hyper_parameters": {"model": settings}}
 
 
