@@ -17,13 +17,26 @@ import lightning.pytorch as pl
 
 from lmforge.data import CausalLMDataModule, CorpusDataModule, MaskedLMDataModule
 from lmforge.data.labeled import ClassificationDataModule
+from lmforge.data.sft import InstructionDataModule
 from lmforge.errors import ConfigError
-from lmforge.objectives.settings import MaskedLMSettings, ObjectiveSettings
-from lmforge.tasks import BertPretraining, CausalLMPretraining, LanguageTask, SequenceClassification
+from lmforge.objectives.settings import InstructionTuningSettings, MaskedLMSettings, ObjectiveSettings
+from lmforge.tasks import (
+    BertPretraining,
+    CausalLMPretraining,
+    InstructionTuning,
+    LanguageTask,
+    SequenceClassification,
+)
 
-# What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...) or a labeled set
-# (data=trec, csv, ...); the key that holds it tells them apart.
-CORPUS, LABELED = "corpus", "source"
+# What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...), a labeled set
+# (data=trec, csv, ...) or prompt/response pairs (data=pairs_jsonl, ...); the key that holds it tells
+# them apart. Each with what it is, for errors.
+CORPUS, LABELED, PAIRS = "corpus", "source", "pairs"
+DATA_KINDS = {
+    CORPUS: "a pretraining corpus (data=stdlib, data=text_files, ...)",
+    LABELED: "a labeled set (data=trec, data=csv, ...)",
+    PAIRS: "prompt/response pairs (data=pairs_jsonl, data=gcide_definitions, ...)",
+}
 MODEL_FAMILIES = ("encoder", "decoder", "any")
 
 
@@ -34,7 +47,7 @@ class Objective:
     kind: str
     task: type[LanguageTask]
     models: str  # encoder | decoder | any
-    reads: str  # CORPUS or LABELED: the key of the data preset that holds the text
+    reads: str  # CORPUS, LABELED or PAIRS: the key of the data preset that holds the text
     datamodule: Callable[[dict[str, Any], ObjectiveSettings], pl.LightningDataModule]
     about: str  # what it trains, for errors ("cannot train <about>")
 
@@ -63,6 +76,11 @@ def classification_data(data: dict[str, Any], objective: ObjectiveSettings) -> C
     return ClassificationDataModule(**data)
 
 
+def instruction_data(data: dict[str, Any], objective: ObjectiveSettings) -> InstructionDataModule:
+    assert isinstance(objective, InstructionTuningSettings)
+    return InstructionDataModule(template=objective.template, **data)
+
+
 OBJECTIVES: dict[str, Objective] = {
     entry.kind: entry
     for entry in (
@@ -82,6 +100,14 @@ OBJECTIVES: dict[str, Objective] = {
             LABELED,
             classification_data,
             "a classifier (one label per text or text pair; the labeled data presets choose it)",
+        ),
+        Objective(
+            "sft",
+            InstructionTuning,
+            "decoder",
+            PAIRS,
+            instruction_data,
+            "instruction tuning (prompt/response pairs, the loss on the responses)",
         ),
     )
 }
