@@ -4,6 +4,7 @@ zero-shot eval of a pretraining checkpoint, the prepared sets and the errors."""
 
 import json
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -537,3 +538,22 @@ def test_generate_refuses_the_sft_format_for_a_checkpoint_without_a_template(mak
     settings = generate_settings(ckpt, prompt="Define: lamp", prompt_format="sft")
     with pytest.raises(ConfigError, match="prompt_format=sft needs a checkpoint of an objective=sft run"):
         generate_run(settings)
+
+
+# ------------------------------------------------------------------------------------------------
+# The docs
+
+
+def test_every_command_of_the_instruction_tuning_page_composes():
+    page = (CONF.parent / "docs" / "instruction-tuning.md").read_text()
+    commands = [
+        shlex.split(line.split("   #")[0])
+        for line in page.splitlines()
+        if line.startswith(("python train.py", "python eval.py", "python generate.py"))
+    ]
+    assert len(commands) >= 8
+    for command in commands:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(Path(command[1]).stem, overrides=command[2:])
+        if command[1] == "train.py" and any(arg.startswith("data=") for arg in command):
+            assert cfg.objective.kind == "sft" and "pairs" in cfg.data

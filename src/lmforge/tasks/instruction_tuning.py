@@ -86,13 +86,12 @@ class InstructionTuning(CausalLMPretraining):
         wanted = len(batch["prompt_ids"]) if limit is None else max(0, limit - len(self.generations))
         if wanted == 0 or self.tokenizer is None:
             return
-        prompts = batch["prompt_ids"][:wanted]
-        generated = self.respond(prompts)
-        references = batch["responses"][:wanted]
+        generated = self.respond(batch["prompt_ids"][:wanted])
+        prompts, references = batch["prompts"][:wanted], batch["responses"][:wanted]
         self.test_generation.update(generated, references)
         self.generations.extend(
             {"prompt": prompt, "reference": reference, "generated": text}
-            for prompt, reference, text in zip(batch["prompts"], references, generated, strict=False)
+            for prompt, reference, text in zip(prompts, references, generated, strict=True)
         )
 
     def respond(self, prompts: list[list[int]]) -> list[str]:

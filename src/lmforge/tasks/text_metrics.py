@@ -1,7 +1,8 @@
 """Scores of generated texts against reference texts: exact match, chrF and ROUGE-L.
 
 Exact match compares the texts with their whitespace collapsed (case and punctuation count). chrF is
-torchmetrics' ``CHRFScore`` (character 6-grams, beta 2, whitespace left out, over the whole corpus),
+torchmetrics' ``CHRFScore`` with character 1- to 6-grams only (chrF, not its default chrF++ with word
+n-grams), beta 2 (recall weighs more), whitespace not counted, statistics summed over the whole corpus;
 ROUGE-L its ``ROUGEScore`` F-measure of the longest common word subsequence (lower-cased words, no
 stemming), averaged over the texts. All three are fractions in [0, 1].
 """
@@ -28,7 +29,7 @@ class GenerationMetrics(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.exact_match = MeanMetric()
-        self.chrf = CHRFScore()
+        self.chrf = CHRFScore(n_char_order=6, n_word_order=0, beta=2.0)  # chrF, not chrF++
         self.rouge = ROUGEScore(rouge_keys="rougeL")
         self.count = 0
 
