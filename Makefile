@@ -28,11 +28,13 @@ venv: $(STAMP) ## create or refresh .venv (torch 2.13.0 CPU, lmforge editable, d
 
 # The data targets fetch the downloads, then their datasets/<name>/prepare.py scripts write the files
 # lmforge reads; both steps skip what is already there and say so.
-data-debian: $(STAMP) ## fetch the debian_docs packages into data/debian and prepare their text in data/debian/text
+data-debian: $(STAMP) ## fetch the debian_docs packages into data/debian, prepare their text in data/debian/text and the instruction pairs in data/sft
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"
 	bash scripts/fetch_debian.sh data/debian
 	$(PY) datasets/debian_docs/prepare.py --debian data/debian --out data/debian/text
 	$(PY) datasets/bible/prepare.py text --debian data/debian --out data/debian/text
+	$(PY) datasets/gcide_definitions/prepare.py --debian data/debian --out data/sft
+	$(PY) datasets/bible/prepare.py modern --debian data/debian --out data/sft
 
 data-finetune: $(STAMP) ## fetch the labeled sets and prepare their train/val/test files in data/finetune
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[debian]"

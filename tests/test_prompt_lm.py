@@ -426,7 +426,7 @@ def test_zero_shot_eval_scores_a_pretraining_checkpoint_with_no_optimizer_step(
     metrics = evaluate(cfg)
     assert ckpt.read_bytes() == before
     # the same accuracy as the pretrained weights give by hand, example by example
-    task, datamodule = zero_shot(str(ckpt), dict(cfg.template), cfg.data, cfg.paths)
+    task, datamodule = zero_shot(cfg, torch.load(ckpt, weights_only=False))
     pretrained = torch.load(ckpt, weights_only=False)["state_dict"]
     assert all(
         torch.equal(task.state_dict()[k], v) for k, v in pretrained.items() if k.startswith("backbone.")

@@ -4,6 +4,10 @@ and ``sword-text-web``, the King James and World English Bibles).
 ``text``: the ``kjv`` and ``web`` parts of the ``debian_docs`` corpus, ``OUT/kjv.txt`` and ``OUT/web.txt``,
 one document per chapter (``make data-debian``).
 
+``modern``: the ``bible_modern`` instruction-tuning set (``make data-debian``): for each reference in
+both Bibles, ``{"prompt": "Say in modern English: <KJV verse>", "response": "<WEB verse>"}``, split by
+book, under ``OUT/bible_modern/``.
+
 ``pairs``: the ``bible_paraphrase`` set (``make data-finetune``). Each reference present in both Bibles
 gives one pair (KJV verse, WEB verse): for a seeded half of them the WEB verse of the same reference
 (label ``1``), for the other half the WEB verse most similar to the KJV verse by TF-IDF among the
@@ -13,6 +17,7 @@ pairs are grouped by book, so a book's verses sit in one split. Both variants ar
 ``OUT/bible_paraphrase/negatives_from=<book|bible>/``. What is already written is kept.
 
     python datasets/bible/prepare.py text [--debian data/debian] [--out data/debian/text]
+    python datasets/bible/prepare.py modern [--debian data/debian] [--out data/sft]
     python datasets/bible/prepare.py pairs [--debian data/debian] [--out data/finetune]
 """
 
@@ -28,18 +33,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # datasets/: the shared formats package
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tfidf.py beside this script
 
-from formats.prepared import is_prepared, run, say, write_documents, write_splits
+from formats.prepared import is_prepared, run, say, write_documents, write_pair_splits, write_splits
 from formats.sword import SwordBible
 from tfidf import TfidfIndex
 
 from lmforge.data.corpus.base import Document
 from lmforge.data.labeled.examples import LabeledExample
 from lmforge.data.progress import track
+from lmforge.data.sft import InstructionPair
 
 SWORD = Path("usr/share/sword")  # under the unpacked root
 MODULES = {"kjv": "engKJV2006eb", "web": "engWEB2015eb"}
 NEGATIVES_FROM = ("book", "bible")
 PAIRING_SEED = 0  # which references become negatives
+MODERN_PROMPT = "Say in modern English: {verse}"
 
 Reference = tuple[str, int, int]  # (OSIS book, chapter, verse)
 
@@ -115,14 +122,32 @@ def write_pairs(debian: Path, out: Path) -> None:
         write_splits(pair_verses(kjv, web, variant), folders[variant])
 
 
+def write_modern(debian: Path, out: Path) -> None:
+    folder = out / "bible_modern"
+    if is_prepared(folder):
+        return
+    kjv, web = (read_verses(open_bible(debian, part), part) for part in MODULES)
+    references = [reference for reference in kjv if reference in web]
+    pairs = [InstructionPair(MODERN_PROMPT.format(verse=kjv[ref]), web[ref]) for ref in references]
+    write_pair_splits(pairs, [book for book, _, _ in references], folder)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["text", "pairs"], help="the corpus parts or the paraphrase pairs")
+    parser.add_argument(
+        "what",
+        choices=["text", "modern", "pairs"],
+        help="the corpus parts, the modern-English instruction pairs or the paraphrase pairs",
+    )
     parser.add_argument("--debian", type=Path, default=Path("data/debian"), help="the unpacked packages")
-    parser.add_argument("--out", type=Path, help="default: data/debian/text (text), data/finetune (pairs)")
+    parser.add_argument(
+        "--out", type=Path, help="default: data/debian/text (text), data/sft (modern), data/finetune (pairs)"
+    )
     args = parser.parse_args(argv)
     if args.what == "text":
         write_text(args.debian, args.out or Path("data/debian/text"))
+    elif args.what == "modern":
+        write_modern(args.debian, args.out or Path("data/sft"))
     else:
         write_pairs(args.debian, args.out or Path("data/finetune"))
 

@@ -52,6 +52,16 @@ def decode_number(digits: str) -> int:
     return value
 
 
+def read_headwords(path: Path) -> list[tuple[str, tuple[int, int]]]:
+    """Every (headword, (offset, length)) line of the index, in its order, the database's own left out."""
+    lines = (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines())
+    return [
+        (word, (decode_number(offset), decode_number(length)))
+        for word, offset, length in lines
+        if not word.startswith(HEADER_PREFIX)
+    ]
+
+
 def read_index(path: Path) -> list[tuple[int, int]]:
     """The (offset, length) of every entry once, in file order, without the database's own entries."""
     spans: set[tuple[int, int]] = set()
@@ -124,21 +134,35 @@ def _senses(lines: list[str]) -> list[str]:
     return senses
 
 
-def _is_definition(sentence: str) -> bool:
+def is_definition(sentence: str) -> bool:
     words = sentence.split()
     if sentence.startswith("See ") or len(sentence) > _LONGEST_SENTENCE or _RESIDUE.search(sentence):
         return False
     return len(words) >= 3 or (len(words) == 2 and sentence[-1] in ".!?")  # not a stray headword
 
 
-def entry_sentences(entry: str) -> Document:
-    """The sentences of one entry's definitions and notes, in order."""
+def headline_word(entry: str) -> str:
+    """The word an entry defines, as its headline spells it (``Lantern`` of ``Lantern \\Lan"tern\\, n.``)."""
+    return _decode_characters(entry.split("\\", 1)[0]).strip()
+
+
+def entry_senses(entry: str) -> list[str]:
+    """The text of each of one entry's senses and notes, in order, cleaned as ``entry_sentences`` says."""
     text = _without_brackets(_decode_characters(entry))
-    sentences: list[str] = []
+    senses = []
     for sense in _senses(_body_lines(text.splitlines())):
         sense = _DERIVED_FORMS.sub("", sense)
         sense = _FIELD_LABEL.sub("", _RESPELLING.sub("", sense)).replace("{", "").replace("}", "")
         sense = _LABEL.sub("", _LEADING_GRAMMAR.sub("", sense))
-        sense = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", sense)
-        sentences.extend(sentence for sentence in split_sentences(sense) if _is_definition(sentence))
-    return sentences
+        senses.append(_SPACE_BEFORE_PUNCTUATION.sub(r"\1", sense))
+    return senses
+
+
+def entry_sentences(entry: str) -> Document:
+    """The sentences of one entry's definitions and notes, in order."""
+    return [
+        sentence
+        for sense in entry_senses(entry)
+        for sentence in split_sentences(sense)
+        if is_definition(sentence)
+    ]

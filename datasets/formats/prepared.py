@@ -2,7 +2,8 @@
 
 Corpus text (``data=debian_docs``, any ``PreparedCorpus``): one sentence per line, a blank line after
 each document. Labeled sets (``PreparedSetSource``): ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` with
-the fields ``text``, ``label`` and, where the set has them, ``text_pair`` and ``group``.
+the fields ``text``, ``label`` and, where the set has them, ``text_pair`` and ``group``. Instruction
+pairs (``InstructionFiles``): the same three files with the fields ``prompt`` and ``response``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from lmforge.data.corpus.base import Document
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.splits import grouped_split, stratified_split
+from lmforge.data.sft import InstructionPair
 from lmforge.errors import ConfigError
 
 from . import PrepareError
@@ -90,6 +92,25 @@ def write_splits(examples: Sequence[LabeledExample], folder: Path) -> None:
     partial.rename(folder)
     counts = " / ".join(f"{len(splits[split]):,}" for split in ("train", "val", "test"))
     say(f"wrote {folder}: {counts} examples (train / val / test), {len({e.label for e in examples})} labels")
+
+
+def write_pair_splits(pairs: Sequence[InstructionPair], groups: Sequence[str], folder: Path) -> None:
+    """``train`` / ``val`` / ``test.jsonl`` of prompt/response pairs in ``folder``, whole groups (the
+    pair's headword, its book) in one split, cut by ``FRACTIONS``; each split keeps the pairs' order."""
+    if not pairs:
+        raise PrepareError(f"no pairs were found for {folder}: is the download complete?")
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    splits = grouped_split(list(groups), FRACTIONS, SPLIT_SEED)
+    for split, members in splits.items():
+        with (partial / f"{split}.jsonl").open("w", encoding="utf-8") as file:
+            for index in members:
+                record = {"prompt": pairs[index].prompt, "response": pairs[index].response}
+                file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.rename(folder)
+    counts = " / ".join(f"{len(splits[split]):,}" for split in ("train", "val", "test"))
+    say(f"wrote {folder}: {counts} pairs (train / val / test), {len(set(groups)):,} groups")
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:

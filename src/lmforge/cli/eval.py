@@ -1,10 +1,14 @@
 """``python eval.py ckpt_path=...``: score a checkpoint on the test split of the data it was trained on.
 
-The checkpoint carries the run's settings, tokenizer and label map, so the same split is rebuilt and
-read the same way; ``data.*`` overrides replace single settings (a bigger batch, another test file).
-Given a ``template`` (and a labeled set, ``data=...``), a pretraining checkpoint is scored zero-shot
-through it (``lmforge.run.zero_shot``). The metrics are printed and written to ``metrics.json`` in the
-report's folder.
+The checkpoint carries the run's settings and tokenizer (and label map), so the same split is rebuilt
+and read the same way; ``data.*`` overrides replace single settings (a bigger batch, another test
+file). The metrics are printed and written to ``metrics.json`` in the report's folder; an
+instruction-tuned checkpoint's generated responses go to ``generations.jsonl`` beside it.
+
+Zero-shot (``lmforge.run.zero_shot``): given a ``template`` (and a labeled set, ``data=...``), a
+pretraining checkpoint's own LM head rates the set through it; given an objective other than the
+checkpoint's (``objective=...``, or chosen by a data preset: ``data=gcide_definitions`` chooses
+``objective=sft``), the checkpoint is scored as a fine-tuning run from it would start, before any step.
 """
 
 from __future__ import annotations
@@ -26,39 +30,58 @@ from lmforge.run.load import load_task
 from lmforge.run.registry import objective
 from lmforge.run.spec import data_spec
 from lmforge.run.zero_shot import zero_shot
+from lmforge.tasks import LanguageTask
 
 log = logging.getLogger("lmforge.cli.eval")
 register_resolvers()
 SPLITS = ("test", "val")
 
 
-def saved_run(cfg: DictConfig) -> tuple[Any, pl.LightningDataModule]:
-    """The checkpoint's task and the data it was trained on, read the same way."""
-    task, _, checkpoint = load_task(cfg.ckpt_path)
+def checkpoint_data(
+    cfg: DictConfig, task: LanguageTask, checkpoint: dict[str, Any]
+) -> pl.LightningDataModule:
+    """The data the checkpoint was trained on (``data.*`` replacing single settings), prepared."""
     saved = checkpoint.get("config")
     if not saved or "data" not in saved:
         raise ConfigError(
             "ckpt_path",
             f"{cfg.ckpt_path} does not hold its run's settings: it was written by an older train.py",
         )
-    if cfg.split == "test" and type(task).test_step is pl.LightningModule.test_step:
-        raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
+    requested = cfg.get("objective")
+    if requested:  # the same objective: evaluation settings may change, what the model trained with not
+        settings = task.objective.to_dict()
+        for key, value in OmegaConf.to_container(requested, resolve=True).items():
+            if key in task.objective.EVALUATION_KEYS:
+                settings[key] = value
+            elif value != settings.get(key):
+                log.warning(
+                    "objective.%s=%r: the checkpoint's %r is kept (the model trained with it)",
+                    key,
+                    value,
+                    settings.get(key),
+                )
+        task.objective = type(task.objective).from_dict(settings)
     data_cfg = OmegaConf.merge(OmegaConf.create(saved["data"]), cfg.get("data") or {})
     entry = objective(task.objective.kind, key="ckpt_path")
     datamodule = data_spec(data_cfg, task.config, entry, task.objective).build()
     datamodule.restore(checkpoint, cfg.ckpt_path)
     datamodule.prepare_data()
-    return task, datamodule
+    return datamodule
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in SPLITS:
         raise ConfigError("split", f"split={cfg.split} is not one of {', '.join(SPLITS)}")
-    if cfg.get("template") is not None:  # zero-shot: a pretraining checkpoint through a template
-        template = OmegaConf.to_container(cfg.template, resolve=True)
-        task, datamodule = zero_shot(cfg.ckpt_path, template, cfg.get("data"), cfg.paths)
+    task, _, checkpoint = load_task(cfg.ckpt_path)
+    requested = cfg.get("objective")
+    if cfg.get("template") is not None or (requested and requested.get("kind") != task.objective.kind):
+        task, datamodule = zero_shot(cfg, checkpoint)
     else:
-        task, datamodule = saved_run(cfg)
+        datamodule = None
+    if cfg.split == "test" and type(task).test_step is pl.LightningModule.test_step:
+        raise ConfigError("split", f"{cfg.ckpt_path} has no test split (pretraining data): use split=val")
+    if datamodule is None:
+        datamodule = checkpoint_data(cfg, task, checkpoint)
     trainer = build(cfg.trainer)
     if cfg.split == "test":
         results = trainer.test(task, datamodule=datamodule, verbose=False)
@@ -71,6 +94,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("template") is not None:
         report["zero_shot_template"] = OmegaConf.to_container(cfg.template, resolve=True)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    generations = getattr(task, "generations", None) if cfg.split == "test" else None
+    if generations:
+        with (output_dir / "generations.jsonl").open("w", encoding="utf-8") as file:
+            file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in generations)
+        log.info("wrote %d generated responses to %s", len(generations), output_dir / "generations.jsonl")
     width = max(len(name) for name in metrics)
     print(f"{cfg.split} metrics of {cfg.ckpt_path}:")
     for name, value in sorted(metrics.items()):

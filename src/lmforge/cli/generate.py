@@ -1,7 +1,8 @@
 """Generation entry point: ``python generate.py ckpt_path=... prompt="..."``.
 
 Decoder checkpoints continue each prompt (KV cache, greedy or sampled, batched with left padding);
-encoder checkpoints print the most likely tokens for each [MASK] of the prompt.
+encoder checkpoints print the most likely tokens for each [MASK] of the prompt. An instruction-tuned
+checkpoint (objective=sft) puts each prompt in its template first (``prompt_format``) and answers it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,26 @@ from lmforge.run.load import load_task
 
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 log = logging.getLogger("lmforge.cli.generate")
+PROMPT_FORMATS = ("auto", "raw", "sft")
+
+
+def formatted(prompts: list[str], prompt_format: str, task, ckpt_path: str) -> list[str]:
+    """The prompts as the model reads them: as given (``raw``), or in an instruction-tuned checkpoint's
+    template (``sft``; ``auto`` picks it for objective=sft checkpoints)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            "prompt_format", f"prompt_format={prompt_format} is not one of {', '.join(PROMPT_FORMATS)}"
+        )
+    template = getattr(task.objective, "prompt_text", None)
+    if prompt_format == "raw" or (prompt_format == "auto" and template is None):
+        return prompts
+    if template is None:
+        raise ConfigError(
+            "prompt_format",
+            f"prompt_format=sft needs a checkpoint of an objective=sft run (it holds the template); "
+            f"{ckpt_path} was trained with objective.kind={task.objective.kind}: use prompt_format=raw",
+        )
+    return [template(prompt) for prompt in prompts]
 
 
 def run(cfg: DictConfig) -> list[str]:
@@ -55,6 +76,7 @@ def run(cfg: DictConfig) -> list[str]:
             blocks.append("\n".join(lines))
         return blocks
 
+    prompts = formatted(prompts, cfg.get("prompt_format", "auto"), task, cfg.ckpt_path)
     eot = end_of_text_id(tokenizer, cfg.ckpt_path)
     encoded = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

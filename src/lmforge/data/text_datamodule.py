@@ -1,17 +1,29 @@
 """What every lmforge DataModule shares: the tokenizer settings, the sizes of its batches and their
-checks, and starting from another run's tokenizer (``use_tokenizer``)."""
+checks, starting from another run's tokenizer (``use_tokenizer``), and the tokenizer of a set of
+examples (``prepare_tokenizer``)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from tokenizers import Tokenizer
 
+from lmforge.data.cache import atomic_directory, fingerprint
 from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.errors import ConfigError
-from lmforge.io.tokenizers import check_special_tokens, tokenizer_kind, without_padding_and_truncation
+from lmforge.io.tokenizers import (
+    check_special_tokens,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_kind,
+    without_padding_and_truncation,
+)
+
+log = logging.getLogger(__name__)
 
 
 class TextDataModule(pl.LightningDataModule):
@@ -70,3 +82,30 @@ class TextDataModule(pl.LightningDataModule):
             )
         check_special_tokens(tokenizer, kind, source)
         self.tokenizer = without_padding_and_truncation(tokenizer, source)
+
+    def prepare_tokenizer(
+        self, folder: Path, texts: Iterable[str], decided_by: Mapping[str, Any], record: Mapping[str, Any]
+    ) -> Tokenizer:
+        """The tokenizer given by ``use_tokenizer`` / ``restore``, read from ``data.tokenizer.path``, or
+        trained on ``texts`` (the training split's) once and cached under ``folder`` (the data's own
+        cache folder), keyed by the tokenizer settings and ``decided_by`` (the split); ``record`` is
+        written beside it (what it was trained on)."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        kind = self.kind
+        if self.tokenizer_settings.path is not None:
+            path = self.tokenizer_settings.path
+            log.info("using the tokenizer at %s", path)
+            self.use_tokenizer(load_tokenizer(path, kind), str(path), "data.tokenizer.path")
+            return self.tokenizer
+        settings = self.tokenizer_settings.training_settings()
+        directory = folder / f"{kind}-{fingerprint({**settings, **decided_by})}"
+        if (directory / "tokenizer.json").is_file():
+            log.info("reusing the cached tokenizer at %s", directory)
+        else:
+            log.info("training a %s tokenizer on the training split (%s)", kind, settings)
+            tokenizer = self.tokenizer_settings.train(texts)
+            with atomic_directory(directory) as scratch:
+                save_tokenizer(tokenizer, scratch, {**record, **decided_by, **settings})
+            log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
+        return load_tokenizer(directory / "tokenizer.json", kind)

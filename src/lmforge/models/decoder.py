@@ -180,15 +180,24 @@ class DecoderModel(ModelNumbers, nn.Module):
         )
 
     def _attention_mask(
-        self, attention_mask: torch.Tensor | None, seq: int, start: int, cache: KVCache | None
+        self,
+        attention_mask: torch.Tensor | None,
+        seq: int,
+        start: int,
+        cache: KVCache | None,
+        segment_ids: torch.Tensor | None = None,
+        n_shared: int = 0,
     ) -> tuple[torch.Tensor | None, bool]:
         """A boolean (batch|1, 1, seq, keys) mask, or None with ``is_causal`` when SDPA can build it.
 
         With a cache the queries sit at positions ``start ..`` and see every earlier key, which SDPA's
         own causal mask (aligned at the top left) gets wrong, so the mask is explicit there. Each query
         may always see itself, so a left-padding row is never fully masked (that would give NaN).
+        ``segment_ids`` (batch, seq - n_shared), given for the whole sequence at once, keep each query to
+        the keys of its own segment (a block-diagonal causal mask for packed sequences); the first
+        ``n_shared`` positions (virtual tokens of prompt tuning) are seen by every segment.
         """
-        if attention_mask is None and (cache is None or start == 0):
+        if attention_mask is None and segment_ids is None and (cache is None or start == 0):
             return None, True
         if attention_mask is None and seq == 1:
             return None, False  # one new token sees the whole cache
@@ -205,6 +214,9 @@ class DecoderModel(ModelNumbers, nn.Module):
                 )
             real = attention_mask.to(torch.bool)[:, None, None, :]
             mask = mask & (real | (key_pos == query_pos)[None, None])
+        if segment_ids is not None:
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            mask = mask & F.pad(same, (n_shared, 0, n_shared, 0), value=True)[:, None]
         return mask, False
 
     def forward(
@@ -213,14 +225,20 @@ class DecoderModel(ModelNumbers, nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states (batch, seq, d_model).
 
         ``attention_mask`` (batch, keys) marks real tokens with 1 (with a cache it covers the cached
         positions too); ``position_ids`` (batch, seq) default to ``cache.length ..``; ``cache`` is
-        read and extended, and its length advanced by ``seq``. An attached ``prompt`` adds its virtual
-        tokens in front (see the class docstring): neither argument counts them.
+        read and extended, and its length advanced by ``seq``. ``segment_ids`` (batch, seq): several
+        sequences packed in one row, each token attending only to earlier tokens of its own segment
+        (give each its own ``position_ids`` from 0 too); not with a cache. An attached ``prompt`` adds
+        its virtual tokens in front (see the class docstring), seen by every segment: no argument
+        counts them.
         """
+        if segment_ids is not None and cache is not None:
+            raise ValueError("segment_ids (packed sequences) are for training and scoring, not with a cache")
         seq = input_ids.shape[1]
         start = cache.length if cache is not None else 0
         n_virtual = self.n_virtual_tokens
@@ -249,7 +267,9 @@ class DecoderModel(ModelNumbers, nn.Module):
             x = x + self.positions.gather(position_ids)
         x = self.dropout(x)
         rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
-        mask, is_causal = self._attention_mask(attention_mask, x.shape[1], start, cache)
+        mask, is_causal = self._attention_mask(
+            attention_mask, x.shape[1], start, cache, segment_ids, inserted
+        )
         prefixes = self.prefix() if self.prefix is not None else [None] * len(self.blocks)
         for index, (block, prefix) in enumerate(zip(self.blocks, prefixes, strict=True)):
             layer_cache = cache.layer(index) if cache is not None else None

@@ -43,6 +43,8 @@ class ObjectiveSettings:
     KIND: ClassVar[str] = ""
     # Config groups besides ``objective`` that the settings take in (``template``), top-level in the config.
     GROUPS: ClassVar[tuple[str, ...]] = ()
+    # Settings that only evaluation reads (not training): lmforge eval may replace a checkpoint's.
+    EVALUATION_KEYS: ClassVar[tuple[str, ...]] = ()
     kind: str = ""
     tokenizer: str | None = None
 
@@ -178,3 +180,49 @@ class PromptLMSettings(ObjectiveSettings):
 
     def check_model(self, model: TransformerConfig) -> None:
         self.template.form(is_decoder(model))  # the form this model reads must be there
+
+
+PROMPT_SLOT = "{prompt}"
+
+
+def fill_template(template: str, prompt: str) -> str:
+    """``template`` with ``prompt`` in its ``{prompt}`` slot (braces elsewhere in either stay as they are)."""
+    before, after = template.split(PROMPT_SLOT)
+    return before + prompt + after
+
+
+@dataclass(frozen=True)
+class InstructionTuningSettings(ObjectiveSettings):
+    """Supervised fine-tuning of a decoder on prompt/response pairs, the loss on the response alone.
+
+    ``template`` is the text the model reads before a response, with ``{prompt}`` where the prompt
+    goes; the response follows it directly and ends with an end-of-text token. Evaluation generates
+    greedily up to ``max_new_tokens`` for the first ``eval_generations`` held-out prompts.
+    """
+
+    KIND: ClassVar[str] = "sft"
+    EVALUATION_KEYS: ClassVar[tuple[str, ...]] = ("max_new_tokens", "eval_generations")
+    template: str = "### Instruction:\n{prompt}\n\n### Response:\n"
+    max_new_tokens: int = 64
+    eval_generations: int | None = 1000
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.template, str) or self.template.count(PROMPT_SLOT) != 1:
+            raise ConfigError(
+                "objective.template",
+                f"objective.template={self.template!r} must hold {PROMPT_SLOT} exactly once: where the "
+                'prompt goes, e.g. "### Instruction:\\n{prompt}\\n\\n### Response:\\n"',
+            )
+        for key in ("max_new_tokens", "eval_generations"):
+            value = getattr(self, key)
+            optional = key == "eval_generations" and value is None
+            if not optional and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise ConfigError(f"objective.{key}", f"objective.{key}={value!r} must be an integer >= 0")
+
+    def scored_share(self) -> float:
+        return 1.0
+
+    def prompt_text(self, prompt: str) -> str:
+        """The text the model reads before the response: the template with ``prompt`` in its slot."""
+        return fill_template(self.template, prompt)

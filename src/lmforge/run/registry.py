@@ -17,13 +17,32 @@ import lightning.pytorch as pl
 
 from lmforge.data import CausalLMDataModule, CorpusDataModule, MaskedLMDataModule
 from lmforge.data.labeled import ClassificationDataModule, PromptDataModule
+from lmforge.data.sft import InstructionDataModule
 from lmforge.errors import ConfigError
-from lmforge.objectives.settings import MaskedLMSettings, ObjectiveSettings, PromptLMSettings
-from lmforge.tasks import BertPretraining, CausalLMPretraining, LanguageTask, PromptLM, SequenceClassification
+from lmforge.objectives.settings import (
+    InstructionTuningSettings,
+    MaskedLMSettings,
+    ObjectiveSettings,
+    PromptLMSettings,
+)
+from lmforge.tasks import (
+    BertPretraining,
+    CausalLMPretraining,
+    InstructionTuning,
+    LanguageTask,
+    PromptLM,
+    SequenceClassification,
+)
 
-# What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...) or a labeled set
-# (data=trec, csv, ...); the key that holds it tells them apart.
-CORPUS, LABELED = "corpus", "source"
+# What a data preset gives: a pretraining corpus (data=stdlib, text_files, ...), a labeled set
+# (data=trec, csv, ...) or prompt/response pairs (data=pairs_jsonl, ...); the key that holds it tells
+# them apart. Each with what it is, for errors.
+CORPUS, LABELED, PAIRS = "corpus", "source", "pairs"
+DATA_KINDS = {
+    CORPUS: "a pretraining corpus (data=stdlib, data=text_files, ...)",
+    LABELED: "a labeled set (data=trec, data=csv, ...)",
+    PAIRS: "prompt/response pairs (data=pairs_jsonl, data=gcide_definitions, ...)",
+}
 MODEL_FAMILIES = ("encoder", "decoder", "any")
 
 
@@ -34,7 +53,7 @@ class Objective:
     kind: str
     task: type[LanguageTask]
     models: str  # encoder | decoder | any
-    reads: str  # CORPUS or LABELED: the key of the data preset that holds the text
+    reads: str  # CORPUS, LABELED or PAIRS: the key of the data preset that holds the text
     datamodule: Callable[[dict[str, Any], ObjectiveSettings], pl.LightningDataModule]
     about: str  # what it trains, for errors ("cannot train <about>")
 
@@ -68,6 +87,11 @@ def prompt_data(data: dict[str, Any], objective: ObjectiveSettings) -> PromptDat
     return PromptDataModule(template=objective.template, **data)
 
 
+def instruction_data(data: dict[str, Any], objective: ObjectiveSettings) -> InstructionDataModule:
+    assert isinstance(objective, InstructionTuningSettings)
+    return InstructionDataModule(template=objective.template, **data)
+
+
 OBJECTIVES: dict[str, Objective] = {
     entry.kind: entry
     for entry in (
@@ -95,6 +119,14 @@ OBJECTIVES: dict[str, Objective] = {
             LABELED,
             prompt_data,
             "prompt-based classification (a template and its label words, scored by the model's LM head)",
+        ),
+        Objective(
+            "sft",
+            InstructionTuning,
+            "decoder",
+            PAIRS,
+            instruction_data,
+            "instruction tuning (prompt/response pairs, the loss on the responses)",
         ),
     )
 }

@@ -30,14 +30,14 @@ from lmforge.objectives.settings import ObjectiveSettings
 from lmforge.optim import OptimizerSettings
 from lmforge.peft import PeftSettings, peft_settings
 from lmforge.run.checks import build, check_trainer
-from lmforge.run.registry import CORPUS, LABELED, OBJECTIVES, Objective, objective
+from lmforge.run.registry import DATA_KINDS, OBJECTIVES, Objective, objective
 
 log = logging.getLogger("lmforge.run")
 
 RESUME = (False, "auto")
 MODES = ("min", "max")
 # objectives whose head on a decoder is its LM head (the token embedding when tied)
-LM_HEAD_OBJECTIVES = ("clm", "prompt_lm")
+LM_HEAD_OBJECTIVES = ("clm", "prompt_lm", "sft")
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,10 @@ def check_model_family(model: TransformerConfig, entry: Objective) -> None:
 
 
 def check_tuning(model: TransformerConfig, entry: Objective, peft: PeftSettings) -> None:
-    """``peft=frozen`` trains the heads alone, and a causal LM with tied embeddings has none of its own
-    (its head is the token embedding): nothing would train. The task checks once more what trains
-    when it is built (bitfit on a backbone without biases, say)."""
+    """``peft=frozen`` trains the heads alone, and a decoder whose head is its LM head (causal LM,
+    prompt_lm, instruction tuning) with tied embeddings has none of its own (the head is the token
+    embedding): nothing would train. The task checks once more what trains when it is built (bitfit
+    on a backbone without biases, say)."""
     tied_lm_head = is_decoder(model) and getattr(model, "tie_embeddings", False)
     if peft.method == "frozen" and entry.kind in LM_HEAD_OBJECTIVES and tied_lm_head:
         raise ConfigError(
@@ -227,17 +228,13 @@ def data_spec(
     node: DictConfig, model: TransformerConfig, entry: Objective, objective_settings: ObjectiveSettings
 ) -> DataSpec:
     """The ``data`` group for ``entry``'s DataModule, checked by building one (which reads nothing)."""
-    reads = LABELED if LABELED in node else CORPUS if CORPUS in node else None
+    reads = next((key for key in DATA_KINDS if key in node), None)
     if reads != entry.reads:
-        wanted = (
-            "a labeled set (data=trec, data=csv, ...)"
-            if entry.reads == LABELED
-            else ("a pretraining corpus (data=stdlib, data=text_files, ...)")
-        )
+        given = DATA_KINDS[reads].split(" (")[0] if reads else "none of them"
         raise ConfigError(
             "data",
-            f"objective.kind={entry.kind} ({entry.about}) reads {wanted}, and the data preset gives "
-            + ("a labeled set" if reads == LABELED else "a corpus" if reads == CORPUS else "neither"),
+            f"objective.kind={entry.kind} ({entry.about}) reads {DATA_KINDS[entry.reads]}, and the data "
+            f"preset gives {given}",
         )
     # _target_ and objective: keys of data presets written before the objective registry chose the
     # DataModule; the registry decides now, from objective.kind

@@ -19,7 +19,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from lmforge.data.cache import atomic_directory, fingerprint
+from lmforge.data.cache import fingerprint
 from lmforge.data.labeled.encoding import ClassificationCollator, ClassificationEncoder, EncodedSplit
 from lmforge.data.labeled.examples import LabeledExample, deduplicate
 from lmforge.data.labeled.source import LabeledSource
@@ -28,7 +28,6 @@ from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShuffledSampler
 from lmforge.data.text_datamodule import TextDataModule
 from lmforge.errors import ConfigError
-from lmforge.io.tokenizers import load_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -185,40 +184,15 @@ class ClassificationDataModule(TextDataModule):
 
     def _prepare_tokenizer(self, train: Sequence[LabeledExample]) -> Tokenizer:
         """The tokenizer given by ``use_tokenizer`` / ``restore``, by path, cached, or trained now."""
-        kind = self.kind
-        if self.tokenizer is not None:
-            return self.tokenizer
-        if self.tokenizer_settings.path is not None:
-            path = self.tokenizer_settings.path
-            log.info("using the tokenizer at %s", path)
-            self.use_tokenizer(load_tokenizer(path, kind), str(path), "data.tokenizer.path")
-            return self.tokenizer
-        settings = self.tokenizer_settings.training_settings()
         split = {
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "seed": self.split_seed,
             **({"shots_per_class": self.shots_per_class} if self.shots_per_class is not None else {}),
         }
-        directory = (
-            self.cache_dir
-            / f"{self.source.name}-{fingerprint(self.source.settings())}"
-            / f"{kind}-{fingerprint({**settings, 'split': split})}"
-        )
-        if (directory / "tokenizer.json").is_file():
-            log.info("reusing the cached tokenizer at %s", directory)
-        else:
-            log.info("training a %s tokenizer on the training split (%s)", kind, settings)
-            texts = (
-                text for example in train for text in (example.text, example.text_pair) if text is not None
-            )
-            tokenizer = self.tokenizer_settings.train(texts)
-            with atomic_directory(directory) as scratch:
-                save_tokenizer(
-                    tokenizer, scratch, {"source": self.source.settings(), "split": split, **settings}
-                )
-            log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
-        return load_tokenizer(directory / "tokenizer.json", kind)
+        texts = (text for example in train for text in (example.text, example.text_pair) if text is not None)
+        folder = self.cache_dir / f"{self.source.name}-{fingerprint(self.source.settings())}"
+        return self.prepare_tokenizer(folder, texts, {"split": split}, {"source": self.source.settings()})
 
     @property
     def label_names(self) -> list[str]:

@@ -193,21 +193,27 @@ class CsvSource(LabeledFilesSource):
                 yield reader.line_num, dict(zip(header, cells, strict=False))
 
 
+def jsonl_records(path: Path, key: str) -> Iterator[Record]:
+    """The objects of a JSON lines file with their line numbers, blank lines skipped; a line that is
+    not a JSON object is a ``ConfigError`` naming ``key`` (the file's setting), the file and the line."""
+    for number, line in enumerate(read_utf8(path, key).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(key, f"{path}:{number} is not valid JSON ({err.msg})") from err
+        if not isinstance(record, dict):
+            raise ConfigError(
+                key, f"{path}:{number} is a JSON {type(record).__name__}, not an object with fields"
+            )
+        yield number, record
+
+
 class JsonlSource(LabeledFilesSource):
     """JSON lines: one object per line, the columns are its fields."""
 
     name = "jsonl"
 
     def records(self, path: Path, key: str) -> Iterator[Record]:
-        for number, line in enumerate(read_utf8(path, key).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConfigError(key, f"{path}:{number} is not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise ConfigError(
-                    key, f"{path}:{number} is a JSON {type(record).__name__}, not an object with fields"
-                )
-            yield number, record
+        return jsonl_records(path, key)
