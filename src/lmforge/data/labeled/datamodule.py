@@ -26,7 +26,7 @@ from lmforge.data.labeled.source import LabeledSource
 from lmforge.data.labeled.splits import few_shot, grouped_split, stratified_split
 from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShuffledSampler
-from lmforge.data.text_datamodule import TextDataModule
+from lmforge.data.split_datamodule import SplitDataModule
 from lmforge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def label_order(label: str) -> tuple[int, float, str]:
         return 1, 0.0, label
 
 
-class ClassificationDataModule(TextDataModule):
+class ClassificationDataModule(SplitDataModule):
     """Batches of a labeled set for a classifier.
 
     Batches are dicts of int64 tensors, right-padded to the longest example of the batch:
@@ -64,10 +64,18 @@ class ClassificationDataModule(TextDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(tokenizer, cache_dir, max_seq_len, batch_size, val_fraction, num_workers, seed)
-        self.source = source
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
+        super().__init__(
+            source,
+            tokenizer,
+            cache_dir,
+            max_seq_len,
+            batch_size,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            num_workers,
+            seed,
+        )
         self.shots_per_class = shots_per_class
         self._check_settings()
         self.source.check()
@@ -79,12 +87,6 @@ class ClassificationDataModule(TextDataModule):
 
     def _check_settings(self) -> None:
         super()._check_settings()
-        self.require(0 <= self.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
-        self.require(
-            self.val_fraction + self.test_fraction < 1,
-            "data.test_fraction",
-            f"plus data.val_fraction={self.val_fraction} must be below 1 (the rest is the training split)",
-        )
         shots = self.shots_per_class
         self.require(
             shots is None or (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1),
@@ -112,11 +114,7 @@ class ClassificationDataModule(TextDataModule):
             log.info(
                 "%s: left out %d repeated texts of %d", self.source.name, len(read) - len(pool), len(read)
             )
-        fractions = {
-            split: fraction
-            for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))
-            if split not in given and fraction > 0
-        }
+        fractions = self.held_out(given)
         if any(example.group is not None for example in pool):
             indices = grouped_split([str(example.group) for example in pool], fractions, self.split_seed)
         else:
@@ -304,16 +302,6 @@ class ClassificationDataModule(TextDataModule):
             f"{lengths.mean():.1f} tokens on average, {(lengths >= self.max_seq_len).mean():.1%} at the "
             f"{self.max_seq_len}-token limit (cut)"
         )
-
-    def dataset(self, split: str) -> EncodedSplit:
-        if split not in self.datasets:
-            self.setup()
-        if split not in self.datasets:
-            raise ConfigError(
-                "data.test_fraction",
-                f"there is no {split} split: set data.test_fraction above 0 or give data.source.test_path",
-            )
-        return self.datasets[split]
 
     def loader(self, split: str) -> DataLoader:
         """Training shuffles (seeded by ``seed`` and the epoch, resumable mid-epoch: ``ResumableLoader``)

@@ -24,7 +24,7 @@ from lmforge.data.resumable import ResumableLoader
 from lmforge.data.sampler import ShuffledSampler
 from lmforge.data.sft.encoding import EncodedPairs, PackedPairs, PairCollator, PairEncoder
 from lmforge.data.sft.pairs import InstructionFiles, InstructionPair
-from lmforge.data.text_datamodule import TextDataModule
+from lmforge.data.split_datamodule import SplitDataModule
 from lmforge.errors import ConfigError
 from lmforge.io.tokenizers import end_of_text_id
 from lmforge.objectives.settings import fill_template
@@ -34,12 +34,14 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-class InstructionDataModule(TextDataModule):
+class InstructionDataModule(SplitDataModule):
     """Batches of prompt/response pairs for a decoder, the loss on the responses (``PairEncoder``).
 
     ``template`` puts each prompt in the text the model reads (``objective.template``); ``pack``
     fills each training row with several pairs.
     """
+
+    SOURCE_KEY = "data.pairs"
 
     def __init__(
         self,
@@ -57,18 +59,18 @@ class InstructionDataModule(TextDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(
+            pairs,
             {**tokenizer, "kind": tokenizer.get("kind", "bpe")},
             cache_dir,
             max_seq_len,
             batch_size,
             val_fraction,
+            test_fraction,
+            split_seed,
             num_workers,
             seed,
         )
-        self.source = pairs
         self.template = template
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
         self.pack = pack
         self._check_settings()
         self.source.check()
@@ -78,12 +80,6 @@ class InstructionDataModule(TextDataModule):
 
     def _check_settings(self) -> None:
         super()._check_settings()
-        self.require(0 <= self.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
-        self.require(
-            self.val_fraction + self.test_fraction < 1,
-            "data.test_fraction",
-            f"plus data.val_fraction={self.val_fraction} must be below 1 (the rest is the training split)",
-        )
         self.require(isinstance(self.pack, bool), "data.pack", "must be true or false")
 
     # ----------------------------------------------------------------------------------------------
@@ -112,11 +108,7 @@ class InstructionDataModule(TextDataModule):
             log.info(
                 "%s: left out %d repeated pairs of %d", self.source.name, len(read) - len(pool), len(read)
             )
-        fractions = {
-            split: fraction
-            for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))
-            if split not in given and fraction > 0
-        }
+        fractions = self.held_out(given)
         indices = grouped_split([pair.prompt for pair in pool], fractions, self.split_seed)
         splits = {split: [pool[i] for i in index] for split, index in indices.items()}
         for split in given:
@@ -213,16 +205,6 @@ class InstructionDataModule(TextDataModule):
             f"({responses.mean():.1f} of response and end-of-text), {counts['cut']} cut at "
             f"data.max_seq_len={self.max_seq_len}{left_out}"
         )
-
-    def dataset(self, split: str) -> EncodedPairs:
-        if split not in self.datasets:
-            self.setup()
-        if split not in self.datasets:
-            raise ConfigError(
-                "data.test_fraction",
-                f"there is no {split} split: set data.test_fraction above 0 or give data.pairs.test_path",
-            )
-        return self.datasets[split]
 
     def loader(self, split: str) -> DataLoader:
         """Training shuffles (seeded by ``seed`` and the epoch, resumable mid-epoch) and drops a last
