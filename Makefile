@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune train test test-all bench bench-extra gpu-wheels gpu-check lint format clean
+.PHONY: help venv data-debian data-finetune train test test-fast test-all bench bench-extra gpu-wheels gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -44,8 +44,11 @@ data-finetune: $(STAMP) ## fetch the labeled sets and prepare their train/val/te
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)
 
-test: $(STAMP) ## run the test suite (without tests marked slow)
+test: $(STAMP) ## run both test layers, tests/unit and tests/integration (without tests marked slow); CI runs it
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-fast: $(STAMP) ## run the unit layer only (tests/unit: no training loop, no subprocess; under a minute)
+	$(TEST_ENV) $(PY) -m pytest tests/unit -m "not slow" $(ARGS)
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
