@@ -148,6 +148,11 @@ def step_of(path: Path) -> int:
     return torch.load(path, weights_only=False, map_location="cpu")["global_step"]
 
 
+def assert_non_degenerate(tokens: list[int], distinct: int = 4) -> None:
+    """A continuation worth comparing: not one or two tokens repeated (what tiny models at std 0.02 give)."""
+    assert len(set(tokens)) >= distinct, f"a degenerate continuation: {tokens}"
+
+
 SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"]
 
 

@@ -1,22 +1,29 @@
 """Hugging Face reference models for the parity tests: tiny ``transformers`` models saved to disk, and
 the comparisons. ``transformers`` is the reference only (the ``oracle`` extra); lmforge never imports it.
 
-``reference_bert`` has large random weights (std 0.5, every tensor perturbed): attention is far from
-uniform and the MLM head's pre-activations spread over the range where GELU, its tanh approximation
-and ReLU differ, so a wrong activation or a dropped tensor shows. The parity tests built on it also run
-a negative control: the same comparison with the bug put back must fail."""
+The parity references have large random weights (std 0.5, every tensor perturbed): attention is far
+from uniform, the MLM head's pre-activations spread over the range where GELU, its tanh approximation
+and ReLU differ, and a decoder's greedy continuation is not one token repeated, so a wrong scale,
+activation, rotation or dropped tensor shows. The parity tests also run a negative control: the same
+comparison with the bug put back (``attention_without_scale``, ...) must fail.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lmforge.data.tokenizer import TokenizerSettings
+from lmforge.models import attention
 from tests.conftest import sentences
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the reference models are built here, never downloaded
@@ -24,11 +31,21 @@ transformers = pytest.importorskip(
     "transformers", reason="the Hugging Face reference is the `oracle` extra: pip install -e '.[oracle]'"
 )
 
-
-TOLERANCE = 1e-4
-
-
+TOLERANCE = 1e-4  # largest |ours - theirs| of a logit, for the small-weight models
+ABSOLUTE = 1e-4  # the same, for the parity references
+RELATIVE = 1e-5  # and over the largest |logit| (about 10 at this weight size)
+STD = 0.5  # the parity references' weights
 SENTENCES = ["Simmer the onions slowly.", "The night train to Vienna left late!", "unbelievable cafés"]
+# config.json's hidden_act -> the activation that would be wrong in its place (the negative control)
+HEAD_ACTIVATIONS = {"gelu": "gelu_tanh", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "gelu"}
+
+
+def perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """Every tensor moved off its initial value (biases off 0, LayerNorms off 1), so its mapping shows."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * STD * 0.2)
+    return model
 
 
 def tiny_bert(folder: Path, vocab_size: int) -> Path:
@@ -71,14 +88,19 @@ def as_pytorch_bin(folder: Path, shards: int = 1) -> Path:
     return folder
 
 
-def gpt2(folder: Path, **options) -> Path:
+def gpt2(folder: Path, std: float | None = None, **options) -> Path:
+    """A GPT-2 of 2 layers, width 32, vocabulary 100; ``std``: a parity reference of that weight size."""
     torch.manual_seed(1)
-    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder, **options)
+    config = transformers.GPT2Config(
+        vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=std or 0.02
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    (perturbed(model) if std else model).save_pretrained(folder, **options)
     return folder
 
 
-def llama(folder: Path, theta: float, tie: bool) -> Path:
+def llama(folder: Path, theta: float, tie: bool, std: float | None = None) -> Path:
+    """A LLaMA of 2 layers, width 32, 4 query and 2 key/value heads; ``std`` as for ``gpt2``."""
     torch.manual_seed(2)
     config = transformers.LlamaConfig(
         vocab_size=100,
@@ -90,8 +112,10 @@ def llama(folder: Path, theta: float, tie: bool) -> Path:
         max_position_embeddings=64,
         rope_theta=theta,
         tie_word_embeddings=tie,
+        initializer_range=std or 0.02,
     )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    model = transformers.LlamaForCausalLM(config)
+    (perturbed(model) if std else model).save_pretrained(folder)
     return folder
 
 
@@ -100,19 +124,6 @@ def bpe_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     TokenizerSettings(kind="bpe", vocab_size=400, min_frequency=1).train(sentences()).model.save(str(folder))
     return folder
-
-
-ABSOLUTE = 1e-4  # largest |ours - theirs| of a logit
-
-
-RELATIVE = 1e-5  # the same, over the largest |logit| (about 10 at this weight size)
-
-
-STD = 0.5
-
-
-# config.json's hidden_act -> the activation that would be wrong in its place (the negative control)
-HEAD_ACTIVATIONS = {"gelu": "gelu_tanh", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "gelu"}
 
 
 def reference_bert(folder: Path, hidden_act: str = "gelu", tie: bool = True) -> Path:
@@ -133,11 +144,7 @@ def reference_bert(folder: Path, hidden_act: str = "gelu", tie: bool = True) -> 
         tie_word_embeddings=tie,
         initializer_range=STD,
     )
-    model = transformers.BertForPreTraining(config)
-    with torch.no_grad():  # biases and LayerNorms away from their 0 / 1 start, so their mapping shows
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * STD * 0.2)
-    model.save_pretrained(folder)
+    perturbed(transformers.BertForPreTraining(config)).save_pretrained(folder)
     return folder
 
 
@@ -150,6 +157,26 @@ def inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return ids, segments, mask
 
 
+def hf_bert(folder: Path, ids, segments, mask):
+    """transformers' MLM and NSP logits from ``folder``, which must hold every tensor it reads (none
+    made up), with attention far from uniform (the premise of the parity tests)."""
+    reference, loading = transformers.BertForPreTraining.from_pretrained(
+        folder, attn_implementation="eager", output_loading_info=True
+    )
+    assert not loading["missing_keys"] and not loading["unexpected_keys"], loading
+    reference.eval()
+    with torch.no_grad():
+        out = reference(input_ids=ids, token_type_ids=segments, attention_mask=mask, output_attentions=True)
+    # uniform attention would give each of the 12 keys 1/12: the largest share must be far above that
+    assert min(layer[0].amax(-1).mean().item() for layer in out.attentions) > 0.5
+    return out
+
+
+def hf_logits(folder: Path, ids, segments, mask) -> torch.Tensor:
+    """transformers' MLM logits from ``folder`` (see ``hf_bert``)."""
+    return hf_bert(folder, ids, segments, mask).prediction_logits
+
+
 def disagreement(ours: torch.Tensor, theirs: torch.Tensor) -> tuple[float, float]:
     """Largest absolute difference, and the same over the largest |logit|."""
     diff = max_diff(ours, theirs)
@@ -158,25 +185,23 @@ def disagreement(ours: torch.Tensor, theirs: torch.Tensor) -> tuple[float, float
 
 def assert_agree(ours: torch.Tensor, theirs: torch.Tensor, case: str) -> None:
     absolute, relative = disagreement(ours, theirs)
-    print(f"{case}: MLM logits max |diff| {absolute:.1e}, relative {relative:.1e}")  # shown by pytest -rP
+    print(f"{case}: logits max |diff| {absolute:.1e}, relative {relative:.1e}")  # shown by pytest -rP
     assert absolute < ABSOLUTE and relative < RELATIVE, (absolute, relative)
 
 
 def assert_differ(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     """The negative control: at least 5 times the tolerance (exact GELU against its tanh form gives
-    8e-5 to 1.3e-4 here, ReLU against GELU and a dropped decoder 1e-2 or more)."""
+    8e-5 to 1.3e-4 here, ReLU against GELU, a dropped decoder or an unscaled attention 1e-2 or more)."""
     assert disagreement(ours, theirs)[1] > 5 * RELATIVE
 
 
-def hf_logits(folder: Path, ids, segments, mask) -> torch.Tensor:
-    """transformers' MLM logits from ``folder``, which must hold every tensor it reads (none made up)."""
-    reference, loading = transformers.BertForPreTraining.from_pretrained(
-        folder, attn_implementation="eager", output_loading_info=True
+@contextmanager
+def attention_without_scale() -> Iterator[None]:
+    """Our attention as softmax(Q K^T) V, the 1/sqrt(d_k) left out: a negative control."""
+    sdpa = F.scaled_dot_product_attention
+    unscaled = SimpleNamespace(
+        scaled_dot_product_attention=lambda *args, **kwargs: sdpa(*args, **kwargs, scale=1.0)
     )
-    assert not loading["missing_keys"] and not loading["unexpected_keys"], loading
-    reference.eval()
-    with torch.no_grad():
-        out = reference(input_ids=ids, token_type_ids=segments, attention_mask=mask, output_attentions=True)
-    # the premise: attention far from uniform (1/12 per key), so the model's details all show
-    assert min(layer[0].amax(-1).mean().item() for layer in out.attentions) > 0.5
-    return out.prediction_logits
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(attention, "F", unscaled)
+        yield

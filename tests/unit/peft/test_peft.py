@@ -14,7 +14,10 @@ from lmforge.io.method_files import load_method, save_method
 from lmforge.models import BertConfig, BertModel, DecoderModel, GPTConfig, LlamaConfig
 from lmforge.models.decoding import generate
 from lmforge.peft import PEFT_METHODS, apply_peft, merged_state_dict, parameter_counts
+from lmforge.peft.adapter import VARIANTS as ADAPTER_VARIANTS
 from lmforge.peft.base import FoldableLinear
+from lmforge.peft.ia3 import TARGETS as IA3_TARGETS
+from lmforge.peft.lora import TARGETS as LORA_TARGETS
 from tests.conftest import CONF
 
 SHAPE = {"vocab_size": 97, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_seq_len": 48}
@@ -158,13 +161,26 @@ def test_the_method_follows_a_bfloat16_backbone_onto_its_device(build, method):
     assert hidden.dtype == torch.bfloat16 and hidden.isfinite().all()
 
 
-@pytest.mark.parametrize("method", ["adapter", "lora", "ia3"])
+# Each place a method that starts as the identity can act, alone: (method, its settings)
+IDENTITY_AT_START = {
+    **{f"lora-{target}": ("lora", {"targets": [target]}) for target in LORA_TARGETS},
+    **{f"ia3-{target}": ("ia3", {"targets": [target]}) for target in IA3_TARGETS},
+    **{f"adapter-{variant}": ("adapter", {"variant": variant}) for variant in ADAPTER_VARIANTS},
+}
+
+
+@pytest.mark.parametrize("case", IDENTITY_AT_START)
 @pytest.mark.parametrize("build", FAMILIES)
-def test_methods_that_start_as_the_identity_give_the_base_outputs(build, method):
+def test_methods_that_start_as_the_identity_give_the_base_outputs_at_every_target(build, case):
+    method, settings = IDENTITY_AT_START[case]
     ids, mask = batch()
     base = hidden_states(build(), ids, mask)
-    backbone, _, _ = tuned(build, method)
-    assert torch.equal(hidden_states(backbone, ids, mask), base)
+    backbone, _, _ = tuned(build, method, **settings)
+    assert backbone.num_parameters(trainable_only=True) > 0  # the target was there to wrap
+    tuned_states = hidden_states(backbone, ids, mask)
+    assert torch.equal(tuned_states, base)
+    tuned_states.sum().backward()  # and it trains from there, wherever it sits
+    assert all(p.grad is not None for p in backbone.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3"])

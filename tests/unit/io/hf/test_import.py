@@ -1,5 +1,6 @@
-"""Hugging Face folders read into our models: the same logits and greedy continuations as transformers,
-sharded and pickled layouts, older names, and every mismatch named."""
+"""Hugging Face folders read into our models: the same logits and greedy continuations as transformers
+(on references of large weights, each comparison with a negative control), sharded and pickled layouts,
+older names, and every mismatch named."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ from torch import nn
 from lmforge.errors import ConfigError
 from lmforge.io.hf import check_folder, derive_model_config, load_backbone
 from lmforge.io.init_from import check_init_from
+from lmforge.models import rotary
 from lmforge.models.decoding import generate
 from lmforge.models.feedforward import ACTIVATIONS
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
+from tests.conftest import assert_non_degenerate
 from tests.support.hf import (
     HEAD_ACTIVATIONS,
+    STD,
     TOLERANCE,
     as_pytorch_bin,
     assert_agree,
     assert_differ,
+    attention_without_scale,
     gpt2,
+    hf_bert,
     hf_logits,
     inputs,
     llama,
@@ -32,31 +38,36 @@ from tests.support.hf import (
     transformers,
 )
 
+original_rotate_half = rotary.rotate_half
+
 
 @pytest.mark.parametrize("pickled", [False, True], ids=["safetensors", "pytorch_bin"])
 def test_bert_mlm_and_nsp_logits_match(tmp_path, pickled):
-    folder = tiny_bert(tmp_path, 120)
-    reference = transformers.BertForPreTraining.from_pretrained(folder).eval()
+    folder = reference_bert(tmp_path)
+    ids, segments, mask = inputs(200)
+    real = mask.bool()
+    theirs = hf_bert(folder, ids, segments, mask)
     if pickled:
         as_pytorch_bin(folder)
     backbone, heads = load_backbone(folder)
     config = backbone.config
-    mlm = MaskedLMHead(config.d_model, config.vocab_size, config.norm_eps)
+    mlm = MaskedLMHead(config.d_model, config.vocab_size, config.norm_eps, activation=config.activation)
     nsp = NextSentenceHead(config.d_model)
     mlm.load_state_dict({k[len("mlm_head.") :]: v for k, v in heads.items() if k.startswith("mlm_head.")})
     nsp.load_state_dict({k[len("nsp_head.") :]: v for k, v in heads.items() if k.startswith("nsp_head.")})
-    ids = torch.randint(5, 120, (2, 12))
-    segments = torch.cat((torch.zeros(2, 6), torch.ones(2, 6)), dim=1).long()
-    mask = torch.ones(2, 12, dtype=torch.long)
-    mask[1, 9:] = 0
-    with torch.no_grad():
-        theirs = reference(input_ids=ids, token_type_ids=segments, attention_mask=mask)
-        hidden = backbone(ids, segments, mask)
-        mlm_logits = mlm(hidden, backbone.token_embedding.weight)
-        nsp_logits = nsp(hidden)
-    real = mask.bool()
-    assert max_diff(mlm_logits[real], theirs.prediction_logits[real]) < TOLERANCE
-    assert max_diff(nsp_logits, theirs.seq_relationship_logits) < TOLERANCE
+
+    def logits() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            hidden = backbone(ids, segments, mask)
+            return mlm(hidden, backbone.token_embedding.weight)[real], nsp(hidden)
+
+    ours_mlm, ours_nsp = logits()
+    assert_agree(ours_mlm, theirs.prediction_logits[real], "BERT MLM")
+    assert_agree(ours_nsp, theirs.seq_relationship_logits, "BERT NSP")
+    with attention_without_scale():  # negative control: both comparisons see the attention's scale
+        unscaled_mlm, unscaled_nsp = logits()
+    assert_differ(unscaled_mlm, theirs.prediction_logits[real])
+    assert_differ(unscaled_nsp, theirs.seq_relationship_logits)
 
 
 def test_early_bert_files_with_layernorm_gamma_and_beta_load(tmp_path):
@@ -71,35 +82,42 @@ def test_early_bert_files_with_layernorm_gamma_and_beta_load(tmp_path):
     assert torch.equal(backbone.embeddings.norm.weight, tensors["bert.embeddings.LayerNorm.weight"])
 
 
-# name -> (save a tiny model to a folder, the rotary base our config must read from it)
+# name -> (save a parity reference to a folder, the rotary base our config must read from it)
 DECODERS = {
-    "gpt2": (lambda folder: gpt2(folder), None),
-    "gpt2_sharded": (lambda folder: gpt2(folder, max_shard_size="20KB"), None),
-    "llama_untied": (lambda folder: llama(folder, 10000.0, tie=False), 10000.0),
-    "llama_tied_theta500k": (
-        lambda folder: llama(folder, 500000.0, tie=True),
-        500000.0,
-    ),
+    "gpt2": (lambda folder: gpt2(folder, STD), None),
+    "gpt2_sharded": (lambda folder: gpt2(folder, STD, max_shard_size="20KB"), None),
+    "llama_untied": (lambda folder: llama(folder, 10000.0, tie=False, std=STD), 10000.0),
+    "llama_tied_theta500k": (lambda folder: llama(folder, 500000.0, tie=True, std=STD), 500000.0),
 }
 
 
 @pytest.mark.parametrize(("make", "theta"), DECODERS.values(), ids=DECODERS.keys())
-def test_decoder_logits_and_greedy_continuation_match(tmp_path, make, theta):
+def test_decoder_logits_and_greedy_continuation_match(tmp_path, make, theta, monkeypatch):
     folder = make(tmp_path)
     reference = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     backbone, _ = load_backbone(folder)
     assert theta is None or (backbone.config.position == "rope" and backbone.config.rope_theta == theta)
+    torch.manual_seed(3)
     ids = torch.randint(0, 100, (2, 16))
-    with torch.no_grad():
-        ours = backbone.logits(backbone(ids))
-        theirs = reference(ids).logits
-    assert max_diff(ours, theirs) < TOLERANCE
     prompt = ids[0, :5]
     with torch.no_grad():
+        theirs = reference(ids).logits
         expected = reference.generate(
             prompt[None], max_new_tokens=10, do_sample=False, pad_token_id=0, eos_token_id=None
-        )[0, 5:]
-    assert generate(backbone, [prompt.tolist()], 10) == [expected.tolist()]
+        )[0, 5:].tolist()
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            return backbone.logits(backbone(ids))
+
+    assert_agree(logits(), theirs, f"decoder {folder.name}")
+    assert_non_degenerate(expected)
+    assert generate(backbone, [prompt.tolist()], 10) == [expected]
+    with attention_without_scale():  # negative controls: the comparison sees the scale ...
+        assert_differ(logits(), theirs)
+    if theta is not None:  # ... and the direction of the rotation
+        monkeypatch.setattr(rotary, "rotate_half", lambda x: -original_rotate_half(x))
+        assert_differ(logits(), theirs)
 
 
 @pytest.mark.parametrize("pickled", [False, True], ids=["safetensors", "pytorch_bin"])
