@@ -3,11 +3,15 @@
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
+from lmforge.errors import ConfigError
 from lmforge.models import BertConfig, build_backbone
 from lmforge.objectives import MaskedLMHead, NextSentenceHead
 from lmforge.run.checks import build
+from lmforge.run.spec import resolve
 from tests.conftest import CONF, CORPUS
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -114,6 +118,14 @@ def test_bert_base_has_about_110_million_parameters():
     assert bert_parameters(12, 768) == pytest.approx(110e6, rel=0.01)
 
 
+# Presets that cannot run on the defaults, each refused before any work with the reason
+REFUSED = {
+    ("objective", "classify"): "labeled data presets",  # a classifier needs labeled data
+    ("objective", "clm"): "bidirectional encoder",  # causal LM on the default BERT
+    ("experiment", "finetune_trec"): "is missing",  # its prepared data (make data-finetune)
+}
+
+
 @pytest.mark.parametrize(
     ("group", "name"),
     [
@@ -125,12 +137,20 @@ def test_bert_base_has_about_110_million_parameters():
 def test_every_preset_composes_and_builds(group, name, make_cfg):
     cfg = make_cfg(f"{group}={name}", tiny=False)
     OmegaConf.to_container(cfg, resolve=True)
-    for entry in (cfg.get("callbacks") or {}).values():
-        if entry:
-            instantiate(entry)
-    for entry in (cfg.get("logger") or {}).values():
-        if entry:
-            instantiate(entry)
+    callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry]
+    loggers = [instantiate(entry) for entry in (cfg.get("logger") or {}).values() if entry]
+    assert all(isinstance(callback, Callback) for callback in callbacks), callbacks
+    assert all(isinstance(logger, Logger) for logger in loggers), loggers
+    assert callbacks or group == "debug"  # fdr runs without callbacks
+    assert loggers or (group in ("debug", "logger") and name != "many")
+    with torch.device("meta"):
+        backbone = build_backbone(instantiate(cfg.model))
+    assert backbone.num_parameters() > 1e6
+    if (group, name) in REFUSED:
+        with pytest.raises(ConfigError, match=REFUSED[group, name]):
+            resolve(cfg)
+    else:
+        assert resolve(cfg).objective.kind == cfg.objective.kind
 
 
 # The labeled sets (they choose objective=classify) need their files: tests/unit/datasets/test_labeled_sets.py
