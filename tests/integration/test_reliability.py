@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import os
@@ -223,6 +224,43 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     assert step_of(last) == 2 and all_weights_finite(last)
 
 
+class StepSnapshots(Callback):
+    """Copies of the task's weights and of the optimiser's per-parameter state (AdamW's moments and step
+    counts) just before and just after each training step, by the step's number."""
+
+    def __init__(self) -> None:
+        self.before: dict[int, tuple[dict, dict]] = {}
+        self.after: dict[int, tuple[dict, dict]] = {}
+
+    @staticmethod
+    def snapshot(trainer, pl_module) -> tuple[dict, dict]:
+        weights = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
+        return weights, copy.deepcopy(trainer.optimizers[0].state_dict()["state"])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.before[trainer.global_step] = self.snapshot(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.after[trainer.global_step - 1] = self.snapshot(trainer, pl_module)
+
+
+def identical(first: dict, second: dict) -> bool:
+    """Whether two nested dicts of tensors (and numbers) hold the same values, bit for bit."""
+    if first.keys() != second.keys():
+        return False
+    for key, value in first.items():
+        other = second[key]
+        if isinstance(value, dict):
+            if not identical(value, other):
+                return False
+        elif isinstance(value, torch.Tensor):
+            if not torch.equal(value, other):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
 def test_nan_policy_skip_skips_the_step_and_counts_it(make_cfg, monkeypatch):
     poison_loss_at(monkeypatch, 3)
     cfg = make_cfg(
@@ -231,7 +269,8 @@ def test_nan_policy_skip_skips_the_step_and_counts_it(make_cfg, monkeypatch):
         "trainer.log_every_n_steps=1",
         "callbacks.nan_guard.policy=skip",
     )
-    train(cfg)
+    snapshots = StepSnapshots()
+    train(cfg, extra_callbacks=[snapshots])
     run_dir = Path(cfg.paths.output_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     assert step_of(last) == 6 and all_weights_finite(last)
@@ -240,6 +279,13 @@ def test_nan_policy_skip_skips_the_step_and_counts_it(make_cfg, monkeypatch):
             float(row["train/skipped_steps"]) for row in csv.DictReader(handle) if row["train/skipped_steps"]
         ]
     assert skipped[:3] == [0.0, 0.0, 0.0] and skipped[-1] == 1.0
+    # the skipped step left every weight and the optimiser's state as they were, to the bit; the
+    # steps around it changed both (so the snapshots see a step)
+    for step in (2, 3, 4):
+        (weights, moments), (weights_after, moments_after) = snapshots.before[step], snapshots.after[step]
+        assert moments, "the optimiser holds no state yet"
+        unchanged = identical(weights, weights_after), identical(moments, moments_after)
+        assert unchanged == ((True, True) if step == 3 else (False, False)), (step, unchanged)
 
 
 DIVERGES = """

@@ -49,6 +49,11 @@ def train_cli(tmp_path: Path, name: str, *overrides: str) -> Path:
     return run_dir
 
 
+def built_on(run_dir: Path) -> list[list[str]]:
+    """The devices each rank's task was built on (``ParameterDump``), ranks 0 and 1."""
+    return [json.loads((run_dir / "params" / f"rank{r}-built-on.json").read_text()) for r in (0, 1)]
+
+
 def train_losses(run_dir: Path) -> list[float]:
     with open(run_dir / "csv" / "metrics.csv") as handle:
         return [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
@@ -96,6 +101,7 @@ def fsdp_run(tmp_path_factory) -> Path:
 @run_if(multiprocess=True)
 def test_fsdp_on_two_cpu_processes_trains_like_one_process(one_process, fsdp_run):
     assert_trained_like(one_process, fsdp_run)
+    assert built_on(fsdp_run) == [["cpu"], ["cpu"]]  # without meta_init, both ranks build in full
     assert is_distributed_checkpoint(fsdp_run / "checkpoints" / "last.ckpt")  # one shard per rank
 
 
@@ -125,6 +131,7 @@ def test_with_meta_init_fsdp_gives_the_model_of_a_full_build_on_every_rank(fsdp_
     run_dir = train_cli(
         tmp_path, "meta", *EXACT, "data.batch_size=4", *FSDP, "trainer.strategy.meta_init=true"
     )
+    assert built_on(run_dir) == [["cpu"], ["meta"]]  # rank 1 allocated nothing until its shards came
     expected, got = (torch.load(folder / "params" / "rank1.pt") for folder in (fsdp_run, run_dir))
     assert expected.keys() == got.keys()
     for name, value in expected.items():
@@ -156,6 +163,7 @@ def test_with_lora_an_fsdp_checkpoint_holds_the_method_alone_and_reloads(one_pro
         f"model.init_from={base}",
         "peft=lora",
     )
+    assert built_on(run_dir) == [["cpu"], ["meta"]]
     pretrained = read_checkpoint(base)["state_dict"]
     trained = torch.load(run_dir / "params" / "rank1.pt")
     frozen = [name for name in trained if ".lora." not in name]

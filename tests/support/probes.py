@@ -4,6 +4,7 @@ act at a given step."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -13,10 +14,17 @@ import torch
 
 
 class ParameterDump(pl.Callback):
-    """At the end of training each rank writes its full parameters to ``<folder>/rank<r>.pt``."""
+    """At the end of training each rank writes its full parameters to ``<folder>/rank<r>.pt``; at the
+    start, the devices its task was built on, before the strategy shards it, to ``rank<r>-built-on.json``
+    (``["meta"]``: a build that allocated nothing)."""
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        devices = sorted({p.device.type for p in pl_module.parameters()})
+        (self.folder / f"rank{trainer.global_rank}-built-on.json").write_text(json.dumps(devices))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
