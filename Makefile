@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune train test test-fast test-all bench bench-extra gpu-wheels gpu-check lint format clean
+.PHONY: help venv data-debian data-finetune train test test-fast test-all mutate bench bench-extra gpu-wheels gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test-fast: $(STAMP) ## run the unit layer only (tests/unit: no training loop, no
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+
+mutate: $(STAMP) ## put one-line bugs into a copy of the tree, one at a time: the tests must catch each (not in CI)
+	$(TEST_ENV) $(PY) scripts/mutate.py $(ARGS)
 
 bench: $(STAMP) ## lmforge against Hugging Face (training, decoding, data) and memory by tuning method: bench/RESULTS.md
 	rm -f bench/results/*.md

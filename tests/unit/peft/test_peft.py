@@ -18,6 +18,7 @@ from lmforge.peft.adapter import VARIANTS as ADAPTER_VARIANTS
 from lmforge.peft.base import FoldableLinear
 from lmforge.peft.ia3 import TARGETS as IA3_TARGETS
 from lmforge.peft.lora import TARGETS as LORA_TARGETS
+from lmforge.peft.lora import LoRALinear
 from tests.conftest import CONF
 
 SHAPE = {"vocab_size": 97, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_seq_len": 48}
@@ -206,6 +207,21 @@ def test_merged_outputs_equal_unmerged_ones_and_unmerge_restores_the_weights(bui
         if name in weights:
             torch.testing.assert_close(p, weights[name], atol=1e-6, rtol=0)
     torch.testing.assert_close(hidden_states(backbone, ids, mask), unmerged, atol=1e-5, rtol=0)
+
+
+def test_lora_adds_alpha_over_rank_times_b_a_x_to_its_rows():
+    """Hu et al. 2021, eq. 4: h = W x + (alpha / r) B A x, computed by hand on a fused q/k/v layer."""
+    torch.manual_seed(0)
+    base = torch.nn.Linear(8, 12)
+    layer = LoRALinear(base, {"q": slice(0, 4), "v": slice(8, 12)}, rank=2, alpha=6.0, dropout=0.0)
+    for update in layer.lora.values():
+        torch.nn.init.normal_(update.b)
+    x = torch.randn(3, 8)
+    expected = base(x).detach().clone()
+    for name, rows in (("q", slice(0, 4)), ("v", slice(8, 12))):
+        update = layer.lora[name]
+        expected[:, rows] += (6.0 / 2) * x @ update.a.T @ update.b.T
+    torch.testing.assert_close(layer(x), expected)
 
 
 def test_lora_on_q_and_v_changes_only_their_rows_of_the_fused_projection():
