@@ -13,7 +13,7 @@ TRAIN_ENV := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TEST_ENV := OMP_NUM_THREADS=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data-debian data-finetune data-pretrained train test test-all bench bench-extra gpu-wheels gpu-check lint format clean
+.PHONY: help venv data-debian data-finetune data-pretrained train test test-fast test-all mutate bench bench-extra gpu-wheels gpu-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,11 +49,17 @@ data-pretrained: $(STAMP) ## fetch all-MiniLM-L6-v2 (a pretrained BERT) from its
 train: $(STAMP) ## pretrain the default model (bert_tiny, MLM + NSP, stdlib corpus); extra overrides in ARGS
 	$(TRAIN_ENV) $(PY) train.py $(ARGS)
 
-test: $(STAMP) ## run the test suite (without tests marked slow)
+test: $(STAMP) ## run both test layers, tests/unit and tests/integration (without tests marked slow); CI runs it
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-fast: $(STAMP) ## run the unit layer only (tests/unit: no training loop, no subprocess; under a minute)
+	$(TEST_ENV) $(PY) -m pytest tests/unit -m "not slow" $(ARGS)
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+
+mutate: $(STAMP) ## put one-line bugs into a copy of the tree, one at a time: the tests must catch each (not in CI)
+	$(TEST_ENV) $(PY) scripts/mutate.py $(ARGS)
 
 bench: $(STAMP) ## lmforge against Hugging Face (training, decoding, data) and memory by tuning method: bench/RESULTS.md
 	rm -f bench/results/*.md

@@ -1,7 +1,9 @@
-"""Shared fixtures: composed configs with a tiny model on the fixture corpus, run in temporary folders."""
+"""Shared fixtures and helpers of both layers (tests/unit, tests/integration): composed configs with a tiny
+model on the fixture corpus, run in temporary folders."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import subprocess
@@ -18,6 +20,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from lmforge.cli.train import train
+from lmforge.data.tokenizer import TokenizerSettings
 from lmforge.run.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,15 +137,56 @@ def run_if(
     return pytest.mark.skipif(bool(missing), reason="needs " + ", ".join(missing))
 
 
+def metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of a run's ``csv/metrics.csv``, each with the values it holds."""
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
+
+
+def step_of(path: Path) -> int:
+    """The training step a checkpoint file was written at."""
+    return torch.load(path, weights_only=False, map_location="cpu")["global_step"]
+
+
+def assert_non_degenerate(tokens: list[int], distinct: int = 4) -> None:
+    """A continuation worth comparing: not one or two tokens repeated (what tiny models at std 0.02 give)."""
+    assert len(set(tokens)) >= distinct, f"a degenerate continuation: {tokens}"
+
+
 SHORT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"]
 
 
 @pytest.fixture(scope="session")
 def pretrained_bert(tmp_path_factory) -> Path:
     """The last checkpoint of the tiny BERT of ``TINY`` pretrained for a few steps (MLM + NSP)."""
-    from lmforge.cli.train import train
-
     tmp = tmp_path_factory.mktemp("pretrained_bert")
     cfg = compose_config([*TINY, *SHORT], tmp)
     train(cfg)
     return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+
+
+def sentences() -> list[str]:
+    """The 48 sentences of the topics fixture."""
+    return [line.split(",", 1)[0] for line in TOPICS.read_text().splitlines()[1:]]
+
+
+@pytest.fixture(scope="module")
+def wordpiece_folder(tmp_path_factory) -> Path:
+    """A folder with a BERT vocab.txt (trained on the topics fixture) and nothing else yet."""
+    folder = tmp_path_factory.mktemp("wordpiece")
+    tokenizer = TokenizerSettings(kind="wordpiece", vocab_size=200, min_frequency=1).train(sentences())
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study_data_dir(tmp_path_factory) -> Path:
+    """One data cache for the module: the tokenizer is trained once, every later trial reuses it."""
+    return tmp_path_factory.mktemp("sweep-data")
+
+
+@pytest.fixture
+def study_folders(tmp_path, study_data_dir) -> list[str]:
+    """A study's folders: its own logs, the module's data cache."""
+    return [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={study_data_dir}"]

@@ -85,7 +85,10 @@ class LoRALinear(FoldableLinear):
         y = F.linear(x, self.weight, self.bias)
         h = self.lora_dropout(x)
         for name, update in self.lora.items():
-            y[..., self.rows[name]] += self.scaling * update(h)
+            # out of place: with a frozen input (LoRA on out, up or down alone) y is a view of a tensor
+            # that needs no gradient, and autograd refuses to add one in place
+            rows = torch.arange(self.rows[name].start, self.rows[name].stop, device=y.device)
+            y = y.index_add(-1, rows, update(h), alpha=self.scaling)
         return y
 
     def fold_(self, weight: torch.Tensor, bias: torch.Tensor | None, undo: bool = False) -> None:

@@ -105,6 +105,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
         check_folder(node["init_from"])  # weights whole and of its shapes, a tokenizer: before any data
     model = build(OmegaConf.create(node))
     check_init_from(model.init_from)
+    if model.init_from and not is_hf(model.init_from) and model.init_strict:
+        check_start(model)
     entry = objective(cfg.objective.get("kind"))
     objective_settings = entry.settings(objective_values(cfg, entry))
     check_model_family(model, entry)
@@ -303,6 +305,13 @@ def resume_from(cfg: DictConfig) -> tuple[str | None, bool]:
         return str(last), True
     log.info("resume=auto: no %s yet, starting fresh (a rerun finds it with the same hydra.run.dir)", last)
     return None, False
+
+
+def check_start(model: TransformerConfig) -> None:
+    """``model.init_from`` of another shape would be refused only when the task loads it, after the data
+    was read: compare its recorded shape first, as ``check_resume`` does."""
+    saved = checkpoint_model(read_checkpoint(model.init_from, "model.init_from", weights=False))
+    check_shapes(model, saved, model.init_from)
 
 
 def check_resume(model: TransformerConfig, ckpt_path: str) -> None:
