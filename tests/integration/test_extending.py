@@ -30,8 +30,7 @@ from lmforge.models import BACKBONES
 from lmforge.peft import PEFT_METHODS
 from lmforge.run.load import load_task
 from lmforge.run.registry import OBJECTIVES
-
-from .conftest import ROOT, TINY, compose_config
+from tests.conftest import ROOT, TINY, compose_config
 
 DOC = ROOT / "docs" / "extending.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
