@@ -117,6 +117,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "compile-ignored",  # compile=true trains the eager backbone
+        "src/lmforge/run/build.py",
+        "if spec.compile:",
+        "if False:",
+        ("tests/integration/test_run_options.py::test_compile_true_trains_a_compiled_backbone_that_learns",),
+    ),
+    Mutation(
         "mlm-labels-every-token",  # unmasked tokens get labels too (no ignore index)
         "src/lmforge/data/masking.py",
         "labels = np.where(chosen, ids, IGNORE_INDEX)",

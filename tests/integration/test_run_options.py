@@ -113,7 +113,7 @@ def test_bf16_mixed_precision_computes_in_bfloat16_and_learns(make_cfg):
     cfg = make_cfg("precision=bf16-mixed", *LEARNS)
     dtypes = LinearOutputDtypes()
     train(cfg, extra_callbacks=[dtypes])
-    assert dtypes.seen == {torch.bfloat16}  # autocast reached every matrix product
+    assert dtypes.seen == {torch.bfloat16}  # autocast reached every linear layer
     assert_the_loss_falls(cfg)
 
 
