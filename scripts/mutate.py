@@ -144,6 +144,23 @@ MUTATIONS = [
         "self.scaling = alpha",
         ("tests/unit/peft/test_peft.py::test_lora_adds_alpha_over_rank_times_b_a_x_to_its_rows",),
     ),
+    Mutation(
+        "sft-prompt-trained",  # instruction tuning scores the prompt tokens too, not the response alone
+        "src/lmforge/data/sft/encoding.py",
+        "labels[: prompt_length - 1] = IGNORE_INDEX",
+        "labels[:0] = IGNORE_INDEX",
+        ("tests/unit/data/test_sft.py::test_the_labels_mask_exactly_the_prompt_tokens",),
+    ),
+    Mutation(
+        "prompt-words-last-token-only",  # a decoder scores a label word by its last token alone
+        "src/lmforge/tasks/prompt_lm.py",
+        "[..., 0].sum(-1)",
+        "[..., 0][:, -1:].sum(-1)",
+        (
+            "tests/unit/tasks/test_prompt_lm.py::"
+            "test_a_decoder_sums_the_log_probabilities_of_each_words_tokens_after_the_template",
+        ),
+    ),
 ]
 
 
