@@ -123,6 +123,9 @@ REFUSED = {
     ("objective", "classify"): "labeled data presets",  # a classifier needs labeled data
     ("objective", "clm"): "bidirectional encoder",  # causal LM on the default BERT
     ("experiment", "finetune_trec"): "is missing",  # its prepared data (make data-finetune)
+    ("objective", "prompt_lm"): "through a template",  # it needs template=<name>
+    ("objective", "sft"): "bidirectional encoder",  # instruction tuning on the default BERT
+    ("experiment", "finetune_minilm"): "is not a folder",  # its pretrained model (make data-pretrained)
 }
 
 
