@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lmforge.cli.train import train
-from tests.conftest import TINY, compose_config, run_cli, run_if
+from tests.conftest import TINY, TOPICS_RUN, compose_config, run_cli, run_if
 from tests.support.probes import PreemptAt
 
 # Per epoch: BERT 3 batches, GPT 8, the topics classifier 3 (the fixture sets at these settings).
@@ -24,6 +24,7 @@ GPT = ["model=gpt_tiny", *TINY, "data.max_seq_len=32"]
 
 
 CLASSIFY = ["model=bert_tiny", "model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=1"]
+CLASSIFY += [*TOPICS_RUN, "data.tokenizer.vocab_size=300"]
 
 
 class LossRecorder(Callback):
