@@ -35,6 +35,7 @@ from tests.support.hf import (
     bpe_folder,
     hf_logits,
     inputs,
+    llama_config,
     max_diff,
     reference_bert,
     sentences,
@@ -99,15 +100,7 @@ def test_a_decoder_fine_tuned_from_hf_exports_to_what_hf_and_we_read_alike(famil
     if family == "gpt2":
         config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64)
     else:
-        config = transformers.LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=48,
-            max_position_embeddings=64,
-        )
+        config = llama_config(vocab)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     preset = "gpt_tiny" if family == "gpt2" else "llama_tiny"
     steps = [
@@ -144,15 +137,7 @@ def test_a_llama_folder_whose_texts_end_with_eos_fine_tunes(make_cfg, tmp_path):
     vocab["added_tokens"][0]["content"] = "</s>"  # the end-of-text token renamed as LLaMA names it
     vocab["model"]["vocab"]["</s>"] = vocab["model"]["vocab"].pop("<|endoftext|>")
     (folder / "tokenizer.json").write_text(json.dumps(vocab))
-    config = transformers.LlamaConfig(
-        vocab_size=len(vocab["model"]["vocab"]),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=48,
-        max_position_embeddings=64,
-    )
+    config = llama_config(len(vocab["model"]["vocab"]))
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
     loaded = pretrained_tokenizer(f"hf:{folder}")
     assert loaded.token_to_id("<|endoftext|>") is None and loaded.token_to_id("</s>") is not None

@@ -99,21 +99,24 @@ def gpt2(folder: Path, std: float | None = None, **options) -> Path:
     return folder
 
 
-def llama(folder: Path, theta: float, tie: bool, std: float | None = None) -> Path:
-    """A LLaMA of 2 layers, width 32, 4 query and 2 key/value heads; ``std`` as for ``gpt2``."""
-    torch.manual_seed(2)
-    config = transformers.LlamaConfig(
-        vocab_size=100,
+def llama_config(vocab_size: int = 100, **settings) -> transformers.LlamaConfig:
+    """A LLaMA of 2 layers, width 32, 4 query and 2 key/value heads, ``settings`` on top."""
+    return transformers.LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         intermediate_size=48,
         max_position_embeddings=64,
-        rope_theta=theta,
-        tie_word_embeddings=tie,
-        initializer_range=std or 0.02,
+        **settings,
     )
+
+
+def llama(folder: Path, theta: float, tie: bool, std: float | None = None) -> Path:
+    """``llama_config``'s LLaMA, vocabulary 100; ``std`` as for ``gpt2``."""
+    torch.manual_seed(2)
+    config = llama_config(rope_theta=theta, tie_word_embeddings=tie, initializer_range=std or 0.02)
     model = transformers.LlamaForCausalLM(config)
     (perturbed(model) if std else model).save_pretrained(folder)
     return folder

@@ -168,30 +168,3 @@ class CorpusDataModule(TextDataModule):
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle,
         )
-
-    # ----------------------------------------------------------------------------------------------
-    # Checkpoints carry the tokenizer, so a checkpoint is usable on its own.
-
-    def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
-        """Resume with the tokenizer a checkpoint (read from ``ckpt_path``, weights left out) was
-        trained with (training one is not repeatable bit for bit: the ``tokenizers`` trainer breaks
-        ties in hash order)."""
-        saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
-        if saved is None:
-            raise ConfigError(
-                "ckpt_path", f"{ckpt_path} holds no tokenizer: is it a checkpoint of this task?"
-            )
-        self.use_tokenizer(Tokenizer.from_str(saved), ckpt_path, "ckpt_path")
-        log.info("resuming with the tokenizer stored in %s", ckpt_path)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict.get("tokenizer")
-        if saved is not None and self.tokenizer is not None and saved != self.tokenizer.to_str():
-            raise ConfigError(
-                "ckpt_path",
-                "the checkpoint was trained with another tokenizer than this run's data settings make: "
-                "resume with the same data and data.tokenizer settings",
-            )

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from tokenizers import Tokenizer
+
 from lmforge.data.text_datamodule import TextDataModule
 from lmforge.errors import ConfigError
 
@@ -55,6 +57,21 @@ class SplitDataModule(TextDataModule):
             for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction))
             if split not in given and fraction > 0
         }
+
+    @property
+    def vocab_size(self) -> int:
+        if self.tokenizer is None:
+            self.prepare_data()
+        return self.tokenizer.get_vocab_size()
+
+    def use_tokenizer(
+        self,
+        tokenizer: Tokenizer,
+        source: str = "the pretrained model's tokenizer",
+        key: str = "model.init_from",
+    ) -> None:
+        super().use_tokenizer(tokenizer, source, key)
+        self.datasets = {}  # encoded with another tokenizer, if any
 
     def dataset(self, split: str) -> Any:
         """The encoded ``split``, set up on first use."""

@@ -1,13 +1,13 @@
 """What every lmforge DataModule shares: the tokenizer settings, the sizes of its batches and their
-checks, starting from another run's tokenizer (``use_tokenizer``), and the tokenizer of a set of
-examples (``prepare_tokenizer``)."""
+checks, starting from another run's tokenizer (``use_tokenizer``), the tokenizer of a set of examples
+(``prepare_tokenizer``), and the tokenizer that checkpoints carry (``restore``, ``state_dict``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from tokenizers import Tokenizer
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 class TextDataModule(pl.LightningDataModule):
     """Settings common to the pretraining corpora and the labeled sets, checked when built."""
+
+    CHECKPOINT_OF: ClassVar[str] = "this task"  # the runs whose checkpoints this DataModule restores from
 
     def __init__(
         self,
@@ -109,3 +111,29 @@ class TextDataModule(pl.LightningDataModule):
                 save_tokenizer(tokenizer, scratch, {**record, **decided_by, **settings})
             log.info("saved the tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), directory)
         return load_tokenizer(directory / "tokenizer.json", kind)
+
+    # ----------------------------------------------------------------------------------------------
+    # Checkpoints carry the tokenizer, so a checkpoint is usable on its own (training one again is not
+    # repeatable bit for bit: the ``tokenizers`` trainer breaks ties in hash order).
+
+    def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
+        """Read text with the tokenizer a checkpoint (read from ``ckpt_path``, weights left out) stores."""
+        saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
+        if saved is None:
+            raise ConfigError(
+                "ckpt_path", f"{ckpt_path} holds no tokenizer: is it a checkpoint of {self.CHECKPOINT_OF}?"
+            )
+        self.use_tokenizer(Tokenizer.from_str(saved), f"the tokenizer of {ckpt_path}", "ckpt_path")
+        log.info("using the tokenizer stored in %s", ckpt_path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("tokenizer")
+        if saved is not None and self.tokenizer is not None and saved != self.tokenizer.to_str():
+            raise ConfigError(
+                "ckpt_path",
+                "the checkpoint was trained with another tokenizer than this run's data settings make: "
+                "resume with the same data and data.tokenizer settings",
+            )

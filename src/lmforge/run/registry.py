@@ -56,6 +56,7 @@ class Objective:
     reads: str  # CORPUS, LABELED or PAIRS: the key of the data preset that holds the text
     datamodule: Callable[[dict[str, Any], ObjectiveSettings], pl.LightningDataModule]
     about: str  # what it trains, for errors ("cannot train <about>")
+    lm_head: bool = False  # on a decoder, its head is the LM head (the token embedding when tied)
 
     @property
     def settings_type(self) -> type[ObjectiveSettings]:
@@ -103,7 +104,7 @@ OBJECTIVES: dict[str, Objective] = {
             masked_lm_data,
             "a masked-LM objective",
         ),
-        Objective("clm", CausalLMPretraining, "decoder", CORPUS, causal_lm_data, "causal LM"),
+        Objective("clm", CausalLMPretraining, "decoder", CORPUS, causal_lm_data, "causal LM", lm_head=True),
         Objective(
             "classify",
             SequenceClassification,
@@ -119,6 +120,7 @@ OBJECTIVES: dict[str, Objective] = {
             LABELED,
             prompt_data,
             "prompt-based classification (a template and its label words, scored by the model's LM head)",
+            lm_head=True,
         ),
         Objective(
             "sft",
@@ -127,6 +129,7 @@ OBJECTIVES: dict[str, Objective] = {
             PAIRS,
             instruction_data,
             "instruction tuning (prompt/response pairs, the loss on the responses)",
+            lm_head=True,
         ),
     )
 }

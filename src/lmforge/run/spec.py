@@ -36,8 +36,6 @@ log = logging.getLogger("lmforge.run")
 
 RESUME = (False, "auto")
 MODES = ("min", "max")
-# objectives whose head on a decoder is its LM head (the token embedding when tied)
-LM_HEAD_OBJECTIVES = ("clm", "prompt_lm", "sft")
 
 
 @dataclass(frozen=True)
@@ -201,7 +199,7 @@ def check_tuning(model: TransformerConfig, entry: Objective, peft: PeftSettings)
     embedding): nothing would train. The task checks once more what trains when it is built (bitfit
     on a backbone without biases, say)."""
     tied_lm_head = is_decoder(model) and getattr(model, "tie_embeddings", False)
-    if peft.method == "frozen" and entry.kind in LM_HEAD_OBJECTIVES and tied_lm_head:
+    if peft.method == "frozen" and entry.lm_head and tied_lm_head:
         raise ConfigError(
             "peft.method",
             "peft.method=frozen leaves nothing to train in a causal LM with tied embeddings (its "

@@ -41,12 +41,18 @@ class TextClassification(LanguageTask):
     """What classifiers of texts share, however they score the labels: cross-entropy over the label
     scores, accuracy and macro-F1, the steps, and predicted label names.
 
-    Subclasses build their modules, call ``build_metrics`` and define ``label_scores`` (batch,
-    num_labels). ``label_names`` (the label of each class index) is saved with the hyper-parameters, so a
-    checkpoint predicts label strings on its own.
+    Subclasses take their settings, call ``start_backbone`` and ``build_metrics`` around their own
+    modules, and define ``label_scores`` (batch, num_labels). ``label_names`` (the label of each class
+    index) is saved with the hyper-parameters, so a checkpoint predicts label strings on its own.
     """
 
     label_names: list[str]
+
+    def start_backbone(self, label_names: list[str]) -> None:
+        """The backbone of ``self.config``, whether it is a decoder, and the label of each class index."""
+        self.backbone = build_backbone(self.config)
+        self.decoder = is_decoder(self.config)
+        self.label_names = list(label_names)
 
     def build_metrics(self) -> None:
         with METRICS_DEVICE:
@@ -120,9 +126,7 @@ class SequenceClassification(TextClassification):
     ) -> None:
         super().__init__()
         optim, peft = self.take_settings(model, objective, optim, peft, label_names=list(label_names))
-        self.backbone = build_backbone(self.config)
-        self.decoder = is_decoder(self.config)
-        self.label_names = list(label_names)
+        self.start_backbone(label_names)
         width = self.config.d_model
         self.pooler = None if self.decoder else nn.Linear(width, width)
         self.dropout = nn.Dropout(float(self.objective.classifier_dropout))

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmforge.models import build_backbone, is_decoder
 from lmforge.objectives import MaskedLMHead
 from lmforge.objectives.settings import PromptLMSettings
 from lmforge.tasks.base import ModelArg, ObjectiveArg, OptimArg, PeftArg
@@ -64,9 +63,7 @@ class PromptLM(TextClassification):
         optim, peft = self.take_settings(
             model, objective, optim, peft, label_names=list(label_names), label_words=label_words
         )
-        self.backbone = build_backbone(self.config)
-        self.decoder = is_decoder(self.config)
-        self.label_names = list(label_names)
+        self.start_backbone(label_names)
         config = self.config
         self.mlm_head = (
             None

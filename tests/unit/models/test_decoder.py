@@ -7,21 +7,9 @@ import torch
 
 from lmforge.errors import ConfigError
 from lmforge.models import DecoderModel, GPTConfig, LlamaConfig
+from tests.support.decoders import SHAPE, builders, gpt, llama
 
-SHAPE = {"vocab_size": 97, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_seq_len": 64}
-
-
-def gpt() -> DecoderModel:
-    torch.manual_seed(0)
-    return DecoderModel(GPTConfig(**SHAPE, dropout=0.0, attention_dropout=0.0)).eval()
-
-
-def llama() -> DecoderModel:
-    torch.manual_seed(0)
-    return DecoderModel(LlamaConfig(**SHAPE, n_kv_heads=2)).eval()
-
-
-BUILDERS = [pytest.param(gpt, id="gpt"), pytest.param(llama, id="llama")]
+BUILDERS = builders()
 
 
 @pytest.mark.parametrize("build", BUILDERS)

@@ -8,25 +8,18 @@ comparison first checks that the continuation is not degenerate.
 import pytest
 import torch
 
-from lmforge.models import DecoderModel, GPTConfig, LlamaConfig
+from lmforge.models import DecoderModel
 from lmforge.models.decoding import SamplingSettings, column_major_weights, filter_logits, generate
 from tests.conftest import assert_non_degenerate
+from tests.support import decoders
+from tests.support.decoders import builders
 
-SHAPE = {"vocab_size": 97, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_seq_len": 64}
-SHAPE["init_std"] = 0.5
+LARGE = {"init_std": 0.5}
+BUILDERS = builders(**LARGE)
 
 
 def gpt() -> DecoderModel:
-    torch.manual_seed(0)
-    return DecoderModel(GPTConfig(**SHAPE, dropout=0.0, attention_dropout=0.0)).eval()
-
-
-def llama() -> DecoderModel:
-    torch.manual_seed(0)
-    return DecoderModel(LlamaConfig(**SHAPE, n_kv_heads=2)).eval()
-
-
-BUILDERS = [pytest.param(gpt, id="gpt"), pytest.param(llama, id="llama")]
+    return decoders.gpt(**LARGE)
 
 
 @pytest.mark.parametrize("build", BUILDERS)

@@ -203,23 +203,8 @@ class ClassificationDataModule(SplitDataModule):
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    @property
-    def vocab_size(self) -> int:
-        if self.tokenizer is None:
-            self.prepare_data()
-        return self.tokenizer.get_vocab_size()
-
     # ----------------------------------------------------------------------------------------------
     # A tokenizer and label names from elsewhere: a pretraining checkpoint, a fine-tuned one
-
-    def use_tokenizer(
-        self,
-        tokenizer: Tokenizer,
-        source: str = "the pretrained model's tokenizer",
-        key: str = "model.init_from",
-    ) -> None:
-        super().use_tokenizer(tokenizer, source, key)
-        self.datasets = {}  # encoded with another tokenizer, if any
 
     def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
         """Take the label names and the tokenizer stored in a checkpoint of this DataModule (read from
@@ -243,11 +228,9 @@ class ClassificationDataModule(SplitDataModule):
             self._assign_labels(self.splits)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
+        state = super().state_dict()
         if self._label_names is not None:
             state["label_names"] = list(self._label_names)
-        if self.tokenizer is not None:
-            state["tokenizer"] = self.tokenizer.to_str()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ class InstructionDataModule(SplitDataModule):
     """
 
     SOURCE_KEY = "data.pairs"
+    CHECKPOINT_OF = "an objective=sft run"
 
     def __init__(
         self,
@@ -115,12 +116,6 @@ class InstructionDataModule(SplitDataModule):
             splits[split] = self.source.read(split)
         return splits
 
-    @property
-    def vocab_size(self) -> int:
-        if self.tokenizer is None:
-            self.prepare_data()
-        return self.tokenizer.get_vocab_size()
-
     # ----------------------------------------------------------------------------------------------
     # A tokenizer from elsewhere: a pretraining checkpoint, a checkpoint of this DataModule
 
@@ -131,28 +126,7 @@ class InstructionDataModule(SplitDataModule):
         key: str = "model.init_from",
     ) -> None:
         super().use_tokenizer(tokenizer, source, key)
-        self.datasets, self.packed = {}, None  # encoded with another tokenizer, if any
-
-    def restore(self, checkpoint: dict[str, Any], ckpt_path: str) -> None:
-        """Read text with the tokenizer a checkpoint (read from ``ckpt_path``, weights left out) stores."""
-        saved = checkpoint.get(type(self).__qualname__, {}).get("tokenizer")
-        if saved is None:
-            raise ConfigError(
-                "ckpt_path", f"{ckpt_path} holds no tokenizer: is it a checkpoint of an objective=sft run?"
-            )
-        self.use_tokenizer(Tokenizer.from_str(saved), f"the tokenizer of {ckpt_path}", "ckpt_path")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict.get("tokenizer")
-        if saved is not None and self.tokenizer is not None and saved != self.tokenizer.to_str():
-            raise ConfigError(
-                "ckpt_path",
-                "the checkpoint was trained with another tokenizer than this run's: resume with the same "
-                "data and data.tokenizer settings",
-            )
+        self.packed = None  # packed with another tokenizer, if any
 
     # ----------------------------------------------------------------------------------------------
     # Set-up: encode each split once; loaders
